@@ -1,0 +1,3 @@
+from harmonyspeech.cli import main
+
+raise SystemExit(main())

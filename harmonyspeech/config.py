@@ -1,0 +1,435 @@
+"""Typed engine configuration.
+
+One YAML file describes the whole engine: the HTTP server, every model instance (family, weights,
+device, batching policy, Ray deployment options) and the named pipelines that chain them.
+``load_config`` is the only function that reads configuration files. Every problem is reported with
+its path inside the file, e.g. ``models[2].batching.max_batch_size: must be >= 1``.
+
+Every model is strict: unknown keys are rejected, and every field carries a docstring that becomes
+its description (``use_attribute_docstrings``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harmonyspeech.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: frozen, unknown keys rejected, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+        protected_namespaces=(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class BatchingPolicy(StrictModel):
+    """How the scheduler of one model instance forms batches and bounds its queue."""
+
+    max_batch_size: int = Field(16, ge=1)
+    """Most work items in one forward pass."""
+
+    max_batch_cost: float | None = Field(None, gt=0)
+    """Budget for a batch's padded cost (items × the costliest item, in the adapter's cost unit,
+    e.g. audio seconds for VAD). A single item over budget still runs alone. None: no budget."""
+
+    max_wait_ms: float = Field(5.0, ge=0)
+    """How long the oldest queued item may wait for a batch to fill before the batch is sent."""
+
+    max_queue: int = Field(256, ge=1)
+    """Most items waiting in the queue; past it, requests fail fast with HTTP 503 + Retry-After."""
+
+    lookahead: int = Field(4, ge=1)
+    """How many batches' worth of queued items (in urgency order) are considered when grouping
+    items of similar length. Bounds how far an item can be overtaken."""
+
+
+class DeploymentOptions(StrictModel):
+    """Ray Serve options for one deployment."""
+
+    replicas: int = Field(1, ge=1)
+    """Number of replicas."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    """CPUs reserved per replica (fractions allowed)."""
+
+    num_gpus: float = Field(0.0, ge=0)
+    """GPUs reserved per replica; fractions let several model types share one GPU."""
+
+    max_ongoing_requests: int = Field(256, ge=1)
+    """Requests a replica accepts concurrently. Must be well above the batch size: Ray's default
+    of 5 starves batching."""
+
+
+class WeightsSource(StrictModel):
+    """Where a model's weights come from. Resolution order: ``path``, then the local Hugging Face
+    cache, then a hub download of ``repo_id``."""
+
+    path: str | None = None
+    """Explicit local file or directory."""
+
+    repo_id: str | None = None
+    """Hugging Face repository id."""
+
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+
+    allow_random: bool = False
+    """When no weights can be found, start on randomly initialised weights of the real
+    architecture (demo mode, announced loudly). Production configs leave this off."""
+
+
+Device = Annotated[str, Field(pattern=r"^(cpu|auto|cuda(:\d+)?)$")]
+DType = Literal["float32", "bfloat16", "float16", "auto"]
+
+
+class ModelConfigBase(StrictModel):
+    """Fields shared by every model instance, whatever its family."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Unique instance name; pipeline stages refer to models by it."""
+
+    weights: WeightsSource = WeightsSource()
+    """Where the weights come from (families with bundled weights ignore it)."""
+
+    device: Device = "cpu"
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
+
+    dtype: DType = "float32"
+    """Compute dtype; ``auto`` picks the family's fastest exact choice for the device."""
+
+    num_threads: int | None = Field(None, ge=1)
+    """Intra-op threads for this model's runtime; None: one per reserved CPU (at least 1)."""
+
+    batching: BatchingPolicy = BatchingPolicy()
+    """Scheduler policy for this model instance."""
+
+    deployment: DeploymentOptions = DeploymentOptions()
+    """Ray Serve deployment options for this model instance."""
+
+
+class SileroVadOptions(StrictModel):
+    """Default VAD parameters; requests may override each of them."""
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """Speech probability above which a frame is speech."""
+
+    neg_threshold: float | None = Field(None, gt=0, lt=1)
+    """Probability below which speech ends; None: ``threshold - 0.15``."""
+
+    min_speech_duration_ms: int = Field(250, ge=0)
+    """Speech segments shorter than this are dropped."""
+
+    min_silence_duration_ms: int = Field(100, ge=0)
+    """Silence needed before a speech segment ends."""
+
+    speech_pad_ms: int = Field(30, ge=0)
+    """Padding added to both sides of each segment."""
+
+    max_speech_duration_s: float | None = Field(None, gt=0)
+    """Longer segments are split (at the longest silence when possible); None: no limit."""
+
+    sampling_rate: Literal[8000, 16000] = 16000
+    """Rate the model runs at; uploads are resampled to it."""
+
+
+class SileroVadModelConfig(ModelConfigBase):
+    """Silero VAD, using the weights bundled in the ``silero-vad`` package."""
+
+    family: Literal["silero-vad"]
+    """Model family."""
+
+    options: SileroVadOptions = SileroVadOptions()
+    """Default detection parameters."""
+
+
+# One entry per family; a discriminated union once there are several (tagged by ``family``).
+ModelConfig = SileroVadModelConfig
+MODEL_FAMILIES: tuple[str, ...] = ("silero-vad",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipelines
+# ---------------------------------------------------------------------------------------------
+
+
+class StageConfig(StrictModel):
+    """One step of a pipeline."""
+
+    kind: str
+    """What the stage does (``vad``, ...); must be a task the named model's family performs."""
+
+    model: str
+    """Name of the model instance that runs this stage."""
+
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Stage-specific options, validated by the stage itself."""
+
+
+class PipelineConfig(StrictModel):
+    """A named chain of stages; clients select it with the request's ``model`` field."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Unique pipeline name."""
+
+    aliases: list[str] = Field(default_factory=list)
+    """Other names clients may use for this pipeline (e.g. OpenAI's ``tts-1``)."""
+
+    description: str = ""
+    """Shown in ``/v1/models``."""
+
+    stages: list[StageConfig] = Field(min_length=1)
+    """Stages in execution order."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+# ---------------------------------------------------------------------------------------------
+
+
+class LimitsConfig(StrictModel):
+    """Limits applied to every request."""
+
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
+    """Largest request body accepted (HTTP 413 beyond it)."""
+
+    max_audio_seconds: float = Field(600.0, gt=0)
+    """Longest decoded upload accepted (HTTP 413 beyond it)."""
+
+    request_timeout_s: float = Field(120.0, gt=0)
+    """Deadline for a request's model work (HTTP 504 beyond it)."""
+
+
+class AuthConfig(StrictModel):
+    """API-key authentication for ``/v1/*``."""
+
+    api_key_hashes: list[str] = Field(default_factory=list)
+    """Accepted keys as ``sha256:<hex digest>`` (never plaintext in files)."""
+
+    api_keys_env: str = "HARMONYSPEECH_API_KEYS"
+    """Environment variable holding extra comma-separated plaintext keys, hashed at start-up."""
+
+    allow_insecure_no_auth: bool = False
+    """Permit serving on a non-loopback address without keys (otherwise start-up refuses)."""
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _check_hashes(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                raise ValueError("each entry must look like 'sha256:<64 lowercase hex digits>'")
+        return value
+
+
+class RayConfig(StrictModel):
+    """How ``harmonyspeech serve`` reaches Ray."""
+
+    address: str | None = None
+    """Existing cluster to join (e.g. ``auto``); None: start an embedded local Ray."""
+
+    num_cpus: int | None = Field(None, ge=1)
+    """Logical CPUs for the embedded Ray; None: Ray's own count."""
+
+
+class ServerConfig(StrictModel):
+    """The HTTP front door."""
+
+    host: str = "127.0.0.1"
+    """Address to bind. A non-loopback address requires API keys (see ``auth``)."""
+
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port to bind."""
+
+    limits: LimitsConfig = LimitsConfig()
+    """Request limits."""
+
+    auth: AuthConfig = AuthConfig()
+    """API-key authentication."""
+
+    ingress: DeploymentOptions = DeploymentOptions(num_cpus=0.5, max_ongoing_requests=1024)
+    """Ray Serve options for the HTTP ingress deployment."""
+
+    ray: RayConfig = RayConfig()
+    """Ray connection for ``harmonyspeech serve``."""
+
+
+class EngineConfig(StrictModel):
+    """The whole engine."""
+
+    server: ServerConfig = ServerConfig()
+    """HTTP server settings."""
+
+    models: list[ModelConfig] = Field(min_length=1)
+    """Model instances; each becomes one scheduler and one Ray Serve deployment."""
+
+    pipelines: list[PipelineConfig] = Field(min_length=1)
+    """Named pipelines over the model instances."""
+
+    def model(self, name: str) -> ModelConfig:
+        """The model instance called ``name``."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and reporting
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(source: str | Path | dict[str, Any]) -> EngineConfig:
+    """Read, validate and cross-check a configuration.
+
+    Args:
+        source: Path to a YAML file, or an already parsed mapping.
+
+    Raises:
+        ConfigError: With every problem found and its path.
+    """
+    label = None
+    if isinstance(source, dict):
+        data = source
+    else:
+        label = str(source)
+        data = _read_yaml(Path(source))
+    try:
+        config = EngineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_errors(exc), source=label) from None
+    problems = list(cross_check(config))
+    if problems:
+        raise ConfigError(problems, source=label)
+    return config
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("<file>", f"cannot read: {exc.strerror or exc}")], source=str(path))
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        raise ConfigError([(where, f"invalid YAML: {exc}")], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([("<root>", "must be a mapping")], source=str(path))
+    return data
+
+
+def format_validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """Turn pydantic errors into ``(path, message)`` pairs with readable messages."""
+    return [(_format_loc(err["loc"]), _describe(err)) for err in exc.errors()]
+
+
+def _format_loc(loc: Iterable[int | str]) -> str:
+    path = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif isinstance(previous, int) and part in MODEL_FAMILIES:
+            # Discriminated unions insert the family tag into the location; it is not a key.
+            pass
+        else:
+            path += f".{part}" if path else str(part)
+        previous = part
+    return path or "<root>"
+
+
+_MESSAGES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+    "literal_error": "must be one of {expected}",
+    "too_short": "must have at least {min_length} item(s)",
+    "string_pattern_mismatch": "must match {pattern}",
+    "union_tag_invalid": "unknown value {tag}; expected one of {expected_tags}",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
+
+def _describe(err: Any) -> str:
+    template = _MESSAGES.get(err["type"])
+    if template is None:
+        return str(err["msg"]).removeprefix("Value error, ")
+    try:
+        return template.format(**err.get("ctx", {}))
+    except (KeyError, IndexError):
+        return str(err["msg"])
+
+
+def cross_check(config: EngineConfig) -> Iterable[tuple[str, str]]:
+    """Checks that span several sections: unique names, references, sizing rules."""
+    yield from _duplicates("models", [m.name for m in config.models], "model name")
+    yield from _duplicates("pipelines", [p.name for p in config.pipelines], "pipeline name")
+    yield from _alias_clashes(config)
+    known = [m.name for m in config.models]
+    for i, pipeline in enumerate(config.pipelines):
+        for j, stage in enumerate(pipeline.stages):
+            if stage.model not in known:
+                yield (
+                    f"pipelines[{i}].stages[{j}].model",
+                    f"unknown model {stage.model!r}; known: {', '.join(known)}",
+                )
+    for i, model in enumerate(config.models):
+        if model.deployment.max_ongoing_requests < model.batching.max_batch_size:
+            yield (
+                f"models[{i}].deployment.max_ongoing_requests",
+                f"must be >= batching.max_batch_size ({model.batching.max_batch_size}), "
+                "or batches can never fill",
+            )
+
+
+def _duplicates(section: str, names: list[str], what: str) -> Iterable[tuple[str, str]]:
+    counts = Counter(names)
+    for i, name in enumerate(names):
+        if counts[name] > 1:
+            yield f"{section}[{i}].name", f"duplicate {what} {name!r}"
+
+
+def _alias_clashes(config: EngineConfig) -> Iterable[tuple[str, str]]:
+    owner: dict[str, str] = {p.name: p.name for p in config.pipelines}
+    for i, pipeline in enumerate(config.pipelines):
+        for j, alias in enumerate(pipeline.aliases):
+            other = owner.get(alias)
+            if other is not None and other != pipeline.name:
+                yield (
+                    f"pipelines[{i}].aliases[{j}]",
+                    f"{alias!r} already names pipeline {other!r}",
+                )
+            owner.setdefault(alias, pipeline.name)

@@ -1,0 +1,194 @@
+"""The engine's error hierarchy.
+
+Every error a request can meet is one of these classes. Each class carries the HTTP status and the
+OpenAI error ``type`` it maps to, so the API layer maps them in exactly one place
+(``harmonyspeech.api.errors``). A user's mistake is a 4xx; a model or engine failure is a 5xx.
+
+Errors cross process boundaries (Ray replicas), so every instance must survive pickling with all of
+its fields: ``__reduce__`` rebuilds it from its keyword state rather than from ``args``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HarmonySpeechError(Exception):
+    """Base of all engine errors.
+
+    Args:
+        message: Human-readable explanation, shown to the client as ``error.message``.
+        param: The request parameter at fault, if any (``error.param``).
+        code: A short machine-readable code (``error.code``); defaults to the class's code.
+    """
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def _state(self) -> dict[str, Any]:
+        return {"message": self.message, "param": self.param, "code": self.code}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), self._state()))
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers the response for this error must carry."""
+        return {}
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def _rebuild_error(cls: type[HarmonySpeechError], state: dict[str, Any]) -> HarmonySpeechError:
+    return cls(**state)
+
+
+class InvalidRequestError(HarmonySpeechError):
+    """The request is malformed or asks for something the engine cannot do (400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class AuthenticationError(HarmonySpeechError):
+    """Missing or wrong API key (401)."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotFoundError(HarmonySpeechError):
+    """The named model, pipeline, voice or route does not exist (404)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class PayloadTooLargeError(HarmonySpeechError):
+    """An upload exceeds the configured size or duration limit (413)."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class OverloadedError(HarmonySpeechError):
+    """A bounded queue is full; the client should retry after ``retry_after_s`` (503).
+
+    The OpenAI SDK retries 503 responses and honours ``Retry-After``.
+    """
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "server_overloaded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after_s: float = 1.0,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after_s = retry_after_s
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "retry_after_s": self.retry_after_s}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after_s)))}
+
+
+class DeadlineExceededError(HarmonySpeechError):
+    """The request did not finish within its deadline (504)."""
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "deadline_exceeded"
+
+
+class ModelLoadError(HarmonySpeechError):
+    """A model could not be loaded, so requests that need it cannot run (503)."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "model_unavailable"
+
+
+class PipelineStageError(HarmonySpeechError):
+    """A pipeline stage failed for a reason that is not the client's fault (500).
+
+    Args:
+        stage: Name of the failing stage, e.g. ``"vad"``; it is also prefixed to the message.
+    """
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "stage_failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        param: str | None = None,
+        code: str | None = None,
+    ):
+        prefix = f"stage '{stage}' failed: "
+        full = message if message.startswith(prefix) else prefix + message
+        super().__init__(full, param=param, code=code)
+        self.stage = stage
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "stage": self.stage}
+
+
+class InternalError(HarmonySpeechError):
+    """An unexpected failure inside the engine (500)."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+
+
+class ConfigError(HarmonySpeechError):
+    """The engine configuration is invalid. Raised at start-up, never for a request.
+
+    Args:
+        problems: ``(path, message)`` pairs such as
+            ``("models[2].batching.max_batch_size", "must be >= 1")``.
+    """
+
+    default_code = "invalid_config"
+
+    def __init__(self, problems: list[tuple[str, str]], *, source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        lines = [f"{path}: {message}" for path, message in self.problems]
+        header = f"invalid configuration{f' in {source}' if source else ''}"
+        super().__init__("\n".join([header, *lines]))
+
+    def _state(self) -> dict[str, Any]:
+        return {"problems": self.problems, "source": self.source}

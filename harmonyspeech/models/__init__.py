@@ -1,0 +1,1 @@
+"""Model families: one adapter per family behind the ``ModelAdapter`` contract."""

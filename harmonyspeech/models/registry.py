@@ -1,0 +1,50 @@
+"""Which adapter implements each model family, and which pipeline tasks it performs.
+
+Adapters are imported lazily by dotted path so that listing families or validating a config never
+imports torch or other heavy libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from harmonyspeech.config import ModelConfigBase
+from harmonyspeech.errors import ConfigError
+from harmonyspeech.models.base import ModelAdapter
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """How to build a family's adapter and what it can do."""
+
+    adapter: str
+    """``module:Class`` of the adapter."""
+
+    tasks: frozenset[str]
+    """Pipeline stage kinds this family can run."""
+
+
+FAMILIES: dict[str, FamilyInfo] = {
+    "silero-vad": FamilyInfo(
+        adapter="harmonyspeech.models.silero_vad:SileroVadAdapter",
+        tasks=frozenset({"vad"}),
+    ),
+}
+
+
+def family_info(family: str) -> FamilyInfo:
+    """The registry entry for ``family``."""
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise ConfigError([("family", f"unknown model family {family!r}; known: {known}")])
+
+
+def create_adapter(config: ModelConfigBase) -> ModelAdapter:
+    """Instantiate (without loading) the adapter for a model instance."""
+    family = getattr(config, "family")
+    module_name, class_name = family_info(family).adapter.split(":")
+    adapter_cls = getattr(importlib.import_module(module_name), class_name)
+    return adapter_cls(config)
