@@ -1,0 +1,131 @@
+"""ASGI middleware applied to every request before routing."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from harmonyspeech.api.auth import ApiKeyVerifier
+from harmonyspeech.errors import HarmonySpeechError, PayloadTooLargeError
+
+_SLASHES = re.compile(r"/{2,}")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+async def send_error(send: Send, error: HarmonySpeechError) -> None:
+    """Answer with an engine error in the OpenAI envelope, outside FastAPI."""
+    body = json.dumps(error.to_envelope()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class NormalizePathMiddleware:
+    """Collapse repeated slashes (``/v1//audio/speech``), which some clients send."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = dict(scope, path=_SLASHES.sub("/", scope["path"]))
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies over ``max_bytes`` with 413 before any parsing.
+
+    The declared ``Content-Length`` is checked first; bodies without one (chunked) are read up to
+    the limit and replayed to the application, so no route ever sees an over-limit body.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await send_error(send, self._too_large())
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await send_error(send, self._too_large())
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"request body exceeds the limit of {self.max_bytes} bytes", param="file"
+        )
+
+
+class AuthMiddleware:
+    """Require a valid API key on ``/v1/*`` when keys are configured."""
+
+    def __init__(self, app: ASGIApp, *, verifier: ApiKeyVerifier):
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.verifier.enabled and scope["type"] == "http" and scope["path"].startswith("/v1"):
+            if scope["method"] != "OPTIONS":
+                try:
+                    self.verifier.verify(_header(scope, b"authorization"))
+                except HarmonySpeechError as exc:
+                    await send_error(send, exc)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # After the body, pass through so disconnects still reach streaming responses.
+        message: dict[str, Any] = await receive()
+        return message
+
+    return replay

@@ -1,0 +1,42 @@
+"""Liveness, readiness and the root description."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from harmonyspeech import __version__
+from harmonyspeech.api.deps import get_runtime
+from harmonyspeech.pipelines.runtime import EngineRuntime
+
+router = APIRouter()
+Runtime = Annotated[EngineRuntime, Depends(get_runtime)]
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """200 while the HTTP process is up, whatever the models are doing."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(runtime: Runtime) -> JSONResponse:
+    """200 only when every model instance is loaded; 503 otherwise, with each one's state."""
+    statuses = await runtime.model_statuses()
+    models = {name: {"state": s["state"], "error": s.get("error")} for name, s in statuses.items()}
+    all_ready = all(s["state"] == "ready" for s in statuses.values())
+    body = {"status": "ready" if all_ready else "not_ready", "models": models}
+    return JSONResponse(body, status_code=200 if all_ready else 503)
+
+
+@router.get("/")
+async def root(runtime: Runtime) -> dict[str, Any]:
+    """A short description of the server (clients such as livekit probe ``GET /``)."""
+    return {
+        "name": "harmonyspeech",
+        "version": __version__,
+        "models": [p.name for p in runtime.catalog],
+        "endpoints": ["/v1/models", "/v1/audio/vad", "/health", "/ready", "/docs"],
+    }

@@ -1,0 +1,70 @@
+"""``POST /v1/audio/vad``: speech segments of an uploaded file."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from harmonyspeech.api.deps import get_runtime
+from harmonyspeech.api.protocol import SegmentOut, VadResponse
+from harmonyspeech.audio import decode_audio
+from harmonyspeech.errors import NotFoundError
+from harmonyspeech.models.types import VadParams
+from harmonyspeech.pipelines.context import PipelineContext
+from harmonyspeech.pipelines.runtime import EngineRuntime
+from harmonyspeech.pipelines.spec import PipelineSpec
+
+router = APIRouter()
+
+VAD_DECODE_RATE = 16000
+"""Uploads are decoded at 16 kHz; a VAD model running at another rate resamples itself."""
+
+Probability = Annotated[float | None, Form(gt=0, lt=1, allow_inf_nan=False)]
+Millis = Annotated[int | None, Form(ge=0, le=60_000)]
+
+
+@router.post("/v1/audio/vad", response_model=VadResponse)
+async def detect_speech(
+    runtime: Annotated[EngineRuntime, Depends(get_runtime)],
+    file: Annotated[UploadFile, File(description="Audio in any common format.")],
+    model: Annotated[str | None, Form()] = None,
+    threshold: Probability = None,
+    neg_threshold: Probability = None,
+    min_speech_duration_ms: Millis = None,
+    min_silence_duration_ms: Millis = None,
+    speech_pad_ms: Millis = None,
+    max_speech_duration_s: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
+) -> VadResponse:
+    pipeline = _pipeline(runtime, model)
+    limits = runtime.config.server.limits
+    data = await file.read()
+    audio = await run_in_threadpool(
+        decode_audio, data, sample_rate=VAD_DECODE_RATE, max_seconds=limits.max_audio_seconds
+    )
+    params = VadParams(
+        threshold=threshold,
+        neg_threshold=neg_threshold,
+        min_speech_duration_ms=min_speech_duration_ms,
+        min_silence_duration_ms=min_silence_duration_ms,
+        speech_pad_ms=speech_pad_ms,
+        max_speech_duration_s=max_speech_duration_s,
+    )
+    ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio, vad_params=params)
+    await runtime.runner.run(pipeline, ctx)
+    assert ctx.vad is not None  # the pipeline has a vad stage (checked by resolve)
+    return VadResponse(
+        model=pipeline.name,
+        duration=ctx.vad.duration,
+        segments=[SegmentOut(start=s.start, end=s.end) for s in ctx.vad.segments],
+    )
+
+
+def _pipeline(runtime: EngineRuntime, model: str | None) -> PipelineSpec:
+    if model is not None:
+        return runtime.catalog.resolve(model, requires="vad")
+    default = runtime.catalog.default_for("vad")
+    if default is None:
+        raise NotFoundError("no pipeline with a 'vad' stage is configured", param="model")
+    return default

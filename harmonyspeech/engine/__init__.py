@@ -1,0 +1,1 @@
+"""Scheduling and execution of model work: work items, the scheduler, the worker."""

@@ -1,0 +1,152 @@
+"""The scheduler: which queued items form the next batch (DESIGN.md decision 2).
+
+It is pure: no threads, no I/O, no models; time comes from an injected clock. The worker (or a test,
+or a benchmark) owns the loop and calls it. One scheduler runs per model instance, in every Serve
+replica and in-process alike.
+
+Batch formation:
+    1. The most urgent item (highest class, then earliest deadline, then first in) anchors the
+       batch, so nothing waits behind less urgent work.
+    2. The rest is filled from a window of the next ``max_batch_size * lookahead`` items in
+       urgency order, more urgent classes first and, within a class, items closest in cost to the
+       anchor first (less padding). Within a class, ties keep arrival order.
+    3. A batch holds at most ``max_batch_size`` items and its padded cost
+       (items × costliest item) stays within ``max_batch_cost``; an item over budget on its own
+       still runs, alone.
+
+An item at position p in urgency order is overtaken at most p times, because every batch contains
+the current anchor. A batch is sent when it is full (by size or cost) or when the oldest queued
+item has waited ``max_wait_ms``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+
+from harmonyspeech.config import BatchingPolicy
+from harmonyspeech.engine.items import WorkItem
+from harmonyspeech.errors import OverloadedError
+
+Clock = Callable[[], float]
+
+
+class Scheduler:
+    """Queue and batching policy for one model instance.
+
+    Args:
+        policy: Batch size, cost budget, wait time and queue bound.
+        clock: Returns the current time in seconds; ``time.monotonic`` by default.
+    """
+
+    def __init__(self, policy: BatchingPolicy, clock: Clock = time.monotonic):
+        self.policy = policy
+        self._clock = clock
+        self._queue: dict[int, WorkItem] = {}
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self._queue
+
+    def submit(self, item: WorkItem) -> None:
+        """Queue an item.
+
+        Raises:
+            OverloadedError: The queue already holds ``max_queue`` items.
+        """
+        if len(self._queue) >= self.policy.max_queue:
+            raise OverloadedError(
+                f"queue full ({self.policy.max_queue} items waiting); retry shortly",
+                retry_after_s=self._retry_after(),
+            )
+        item.arrival = self._clock()
+        item.seq = next(self._seq)
+        self._queue[item.id] = item
+
+    def cancel(self, item_id: int) -> WorkItem | None:
+        """Remove a waiting item; returns it, or None if it already left the queue."""
+        return self._queue.pop(item_id, None)
+
+    def expire(self) -> list[WorkItem]:
+        """Remove and return every item whose deadline has passed."""
+        now = self._clock()
+        expired = [i for i in self._queue.values() if i.deadline is not None and i.deadline <= now]
+        for item in expired:
+            del self._queue[item.id]
+        return expired
+
+    def ready(self) -> bool:
+        """True when a batch should be sent now."""
+        if not self._queue:
+            return False
+        if len(self._queue) >= self.policy.max_batch_size:
+            return True
+        if self._oldest_wait() >= self.policy.max_wait_ms / 1000:
+            return True
+        return self.policy.max_batch_cost is not None and self._budget_filled()
+
+    def wait_time(self) -> float | None:
+        """Seconds until ``ready()`` may turn true or an item expires; None when empty."""
+        if not self._queue:
+            return None
+        if self.ready():
+            return 0.0
+        until_full_wait = self.policy.max_wait_ms / 1000 - self._oldest_wait()
+        now = self._clock()
+        deadlines = [i.deadline - now for i in self._queue.values() if i.deadline is not None]
+        return max(0.0, min([until_full_wait, *deadlines]))
+
+    def next_batch(self) -> list[WorkItem]:
+        """Form and dequeue the next batch (regardless of ``ready()``); [] when empty.
+
+        Call ``expire()`` first so that no expired item is batched.
+        """
+        if not self._queue:
+            return []
+        batch = self._select(sorted(self._queue.values(), key=WorkItem.urgency))
+        for item in batch:
+            del self._queue[item.id]
+        return batch
+
+    def _select(self, ordered: list[WorkItem]) -> list[WorkItem]:
+        anchor = ordered[0]
+        batch = [anchor]
+        window = ordered[1 : self.policy.max_batch_size * self.policy.lookahead]
+        window.sort(key=lambda i: (int(i.priority), abs(i.cost - anchor.cost)))
+        for item in window:
+            if len(batch) == self.policy.max_batch_size:
+                break
+            if self.fits(batch, item):
+                batch.append(item)
+        return batch
+
+    def fits(self, batch: list[WorkItem], item: WorkItem) -> bool:
+        """Whether ``item`` can join ``batch`` within the size and padded-cost bounds."""
+        if len(batch) >= self.policy.max_batch_size:
+            return False
+        budget = self.policy.max_batch_cost
+        if budget is None:
+            return True
+        return padded_cost([*batch, item]) <= budget
+
+    def _budget_filled(self) -> bool:
+        ordered = sorted(self._queue.values(), key=WorkItem.urgency)
+        batch = self._select(ordered)
+        return len(batch) < len(ordered)
+
+    def _oldest_wait(self) -> float:
+        oldest = min(item.arrival for item in self._queue.values())
+        return self._clock() - oldest
+
+    def _retry_after(self) -> float:
+        # A rough hint: the queue drains in a few batch times; clients back off at least 1 s.
+        return max(1.0, self.policy.max_wait_ms / 1000 * 4)
+
+
+def padded_cost(batch: list[WorkItem]) -> float:
+    """A batch's cost once every item is padded to the costliest one."""
+    return len(batch) * max(item.cost for item in batch)

@@ -1,0 +1,281 @@
+"""The model worker: one adapter, one scheduler, one dedicated inference thread.
+
+Callers (the event loop of a Serve replica, a batch job, a benchmark) submit payloads and get
+futures; the inference thread loads the model, then repeatedly asks the scheduler for a batch, runs
+``adapter.infer_batch`` and resolves each item's future. The event loop never blocks on inference
+(DESIGN.md decision 11).
+
+Failure isolation: if a whole batch raises, its items are re-run one by one so that one bad item
+fails only its own request. Items whose futures were cancelled while queued leave the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from harmonyspeech.config import BatchingPolicy
+from harmonyspeech.engine.items import Priority, WorkItem
+from harmonyspeech.engine.scheduler import Clock, Scheduler
+from harmonyspeech.engine.stats import WorkerStats
+from harmonyspeech.errors import (
+    DeadlineExceededError,
+    HarmonySpeechError,
+    InternalError,
+    ModelLoadError,
+)
+from harmonyspeech.models.base import ModelAdapter
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerState(enum.StrEnum):
+    """Lifecycle of a worker."""
+
+    CREATED = "created"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class ModelWorker:
+    """Serves one model instance.
+
+    Args:
+        adapter: The (not yet loaded) model adapter.
+        policy: Batching policy for the scheduler.
+        name: Instance name, for logs and errors.
+        clock: Time source shared with the scheduler.
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        policy: BatchingPolicy,
+        *,
+        name: str,
+        clock: Clock = time.monotonic,
+    ):
+        self.adapter = adapter
+        self.name = name
+        self._clock = clock
+        self._scheduler = Scheduler(policy, clock)
+        self._futures: dict[int, Future] = {}
+        self._cond = threading.Condition()
+        self._state = WorkerState.CREATED
+        self._load_error: str | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.stats = WorkerStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    @property
+    def load_error(self) -> str | None:
+        """Why loading failed, if it did."""
+        return self._load_error
+
+    def start(self) -> None:
+        """Start the inference thread; the model loads on it in the background."""
+        if self._thread is not None:
+            raise RuntimeError(f"worker {self.name!r} already started")
+        self._state = WorkerState.LOADING
+        self._thread = threading.Thread(
+            target=self._run, name=f"infer-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the model is loaded (True) or loading failed / timed out (False)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._state not in (WorkerState.CREATED, WorkerState.LOADING), timeout
+            )
+            return self._state is WorkerState.READY
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the thread; queued items fail with an overload error so callers retry."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._state = WorkerState.STOPPED
+
+    def alive(self) -> bool:
+        """False if the inference thread died unexpectedly."""
+        return self._thread is not None and (self._thread.is_alive() or self._stopping)
+
+    # -- submission --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        payload: Any,
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        timeout_s: float | None = None,
+    ) -> Future:
+        """Queue one payload; the future resolves to the adapter's result for it.
+
+        Raises:
+            OverloadedError: The queue is full.
+            ModelLoadError: The model failed to load.
+        """
+        if self._state is WorkerState.FAILED:
+            raise ModelLoadError(f"model {self.name!r} is unavailable: {self._load_error}")
+        deadline = self._clock() + timeout_s if timeout_s is not None else None
+        item = WorkItem(payload, self.adapter.cost(payload), priority, deadline)
+        future: Future = Future()
+        with self._cond:
+            if self._stopping:
+                raise ModelLoadError(f"model {self.name!r} is shutting down")
+            self._scheduler.submit(item)
+            self._futures[item.id] = future
+            self.stats.record_queue_depth(len(self._scheduler))
+            self._cond.notify()
+        future.add_done_callback(lambda f, item_id=item.id: self._on_done(item_id, f))
+        return future
+
+    async def infer(
+        self,
+        payload: Any,
+        *,
+        priority: Priority = Priority.INTERACTIVE,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Async form of ``submit``; cancelling the awaiting task removes the queued item."""
+        return await asyncio.wrap_future(
+            self.submit(payload, priority=priority, timeout_s=timeout_s)
+        )
+
+    def queue_depth(self) -> int:
+        with self._cond:
+            return len(self._scheduler)
+
+    def _on_done(self, item_id: int, future: Future) -> None:
+        if future.cancelled():
+            with self._cond:
+                if self._scheduler.cancel(item_id) is not None:
+                    self.stats.cancelled += 1
+                self._futures.pop(item_id, None)
+
+    # -- inference thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if not self._load():
+            return
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _load(self) -> bool:
+        started = time.perf_counter()
+        try:
+            self.adapter.load()
+        except Exception as exc:
+            logger.exception("model %r failed to load", self.name)
+            with self._cond:
+                self._load_error = f"{type(exc).__name__}: {exc}"
+                self._state = WorkerState.FAILED
+                self._fail_all(ModelLoadError(f"model {self.name!r} failed to load: {exc}"))
+                self._cond.notify_all()
+            return False
+        logger.info("model %r loaded in %.2f s", self.name, time.perf_counter() - started)
+        with self._cond:
+            self._state = WorkerState.READY
+            self._cond.notify_all()
+        return True
+
+    def _next_batch(self) -> list[tuple[WorkItem, Future]] | None:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    self._fail_all(ModelLoadError(f"model {self.name!r} is shutting down"))
+                    return None
+                self._expire()
+                if self._scheduler.ready():
+                    items = self._scheduler.next_batch()
+                    batch = [(item, self._futures.pop(item.id)) for item in items]
+                    self.stats.record_queue_depth(len(self._scheduler))
+                    return batch
+                self._cond.wait(self._scheduler.wait_time())
+
+    def _expire(self) -> None:
+        for item in self._scheduler.expire():
+            future = self._futures.pop(item.id)
+            self.stats.expired += 1
+            _resolve(future, DeadlineExceededError(f"model {self.name!r}: deadline passed"))
+
+    def _fail_all(self, error: HarmonySpeechError) -> None:
+        for item_id, future in list(self._futures.items()):
+            self._scheduler.cancel(item_id)
+            _resolve(future, error)
+        self._futures.clear()
+
+    def _execute(self, batch: list[tuple[WorkItem, Future]]) -> None:
+        live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
+        self.stats.cancelled += len(batch) - len(live)
+        if not live:
+            return
+        items = [item for item, _ in live]
+        started = time.perf_counter()
+        results = self._infer_isolated([item.payload for item in items])
+        self.stats.record_batch(items, time.perf_counter() - started)
+        for (_, future), result in zip(live, results, strict=True):
+            if isinstance(result, Exception):
+                self.stats.failed += 1
+                result = self._as_error(result)
+            _resolve(future, result)
+
+    def _infer_isolated(self, payloads: Sequence[Any]) -> list[Any]:
+        try:
+            return self._infer_checked(payloads)
+        except Exception as exc:
+            if len(payloads) == 1:
+                return [self._as_error(exc)]
+            logger.warning(
+                "batch of %d on %r failed (%s); re-running items one by one",
+                len(payloads),
+                self.name,
+                exc,
+            )
+            return [self._infer_isolated([payload])[0] for payload in payloads]
+
+    def _infer_checked(self, payloads: Sequence[Any]) -> list[Any]:
+        results = self.adapter.infer_batch(payloads)
+        if len(results) != len(payloads):
+            raise InternalError(
+                f"model {self.name!r} returned {len(results)} results for a batch of "
+                f"{len(payloads)} items"
+            )
+        return results
+
+    def _as_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, HarmonySpeechError):
+            return exc
+        logger.error("model %r failed on an item", self.name, exc_info=exc)
+        return InternalError(f"model {self.name!r} failed: {type(exc).__name__}: {exc}")
+
+
+def _resolve(future: Future, result: Any) -> None:
+    if future.done():
+        return
+    if not future.running() and not future.set_running_or_notify_cancel():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,1 @@
+"""Config-defined pipelines: stage specs, stage implementations and the runner."""

@@ -1,0 +1,75 @@
+"""The engine as the API sees it: config, pipeline catalog, runner and model clients.
+
+The same ``EngineRuntime`` serves HTTP inside the Ray Serve ingress (clients over deployment
+handles) and in-process (clients over local workers: tests, batch jobs, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from harmonyspeech.config import EngineConfig
+from harmonyspeech.engine.client import LocalModelClient, ModelClient
+from harmonyspeech.engine.worker import ModelWorker
+from harmonyspeech.models.registry import create_adapter
+from harmonyspeech.pipelines.runner import PipelineRunner
+from harmonyspeech.pipelines.spec import PipelineCatalog, build_catalog
+
+
+class EngineRuntime:
+    """Config, catalog and runner over one client per model instance."""
+
+    def __init__(self, config: EngineConfig, clients: Mapping[str, ModelClient]):
+        self.config = config
+        self.catalog: PipelineCatalog = build_catalog(config)
+        self.clients = dict(clients)
+        self.runner = PipelineRunner(self.clients)
+
+    async def model_statuses(self) -> dict[str, dict[str, Any]]:
+        """Status document of every model instance, by name."""
+        names = list(self.clients)
+        results = await asyncio.gather(
+            *(self.clients[name].status() for name in names), return_exceptions=True
+        )
+        return {
+            name: result
+            if isinstance(result, dict)
+            else {"state": "unreachable", "error": f"{type(result).__name__}: {result}"}
+            for name, result in zip(names, results, strict=True)
+        }
+
+
+class LocalEngine:
+    """Every model of a config served by workers in this process.
+
+    Use as a context manager, or call ``start``/``stop``.
+    """
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.workers = {
+            m.name: ModelWorker(create_adapter(m), m.batching, name=m.name) for m in config.models
+        }
+        self.runtime = EngineRuntime(
+            config, {name: LocalModelClient(w) for name, w in self.workers.items()}
+        )
+
+    def start(self, *, wait: bool = True, timeout: float | None = 300) -> LocalEngine:
+        for worker in self.workers.values():
+            worker.start()
+        if wait:
+            for worker in self.workers.values():
+                worker.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+
+    def __enter__(self) -> LocalEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

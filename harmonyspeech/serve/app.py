@@ -1,0 +1,69 @@
+"""Build the Ray Serve application from an engine config.
+
+One deployment per model instance (``model-<name>``) and one FastAPI ingress wired to them with
+handles. ``build_app`` is the import path for ``serve run`` / ``serve deploy``::
+
+    import_path: harmonyspeech.serve.app:build_app
+    args: {config_path: /path/to/engine.yaml}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from harmonyspeech.api.auth import with_env_keys
+from harmonyspeech.config import DeploymentOptions, EngineConfig, load_config
+from harmonyspeech.pipelines.spec import build_catalog
+from harmonyspeech.serve.deployments import Ingress, ModelServer
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "HARMONYSPEECH_CONFIG"
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Application builder for ``serve run``/``serve deploy``.
+
+    Args:
+        args: ``{"config_path": PATH}``, or ``{"config": {...}}`` with the config inline. With
+            neither, the path comes from the ``HARMONYSPEECH_CONFIG`` environment variable.
+    """
+    if "config" in args:
+        config = load_config(args["config"])
+    else:
+        path = args.get("config_path") or os.environ.get(CONFIG_ENV)
+        if not path:
+            raise ValueError(f"pass args.config_path, args.config or set {CONFIG_ENV}")
+        config = load_config(path)
+    return build_application(config)
+
+
+def build_application(config: EngineConfig) -> Application:
+    """One deployment per model instance plus the ingress, bound together."""
+    build_catalog(config)  # fail before anything is deployed if a stage is invalid
+    config = with_env_keys(config)
+    models = {
+        m.name: serve.deployment(
+            ModelServer, name=f"model-{m.name}", **deployment_options(m.deployment)
+        ).bind(m)
+        for m in config.models
+    }
+    ingress = serve.deployment(
+        serve.ingress()(Ingress), name="ingress", **deployment_options(config.server.ingress)
+    )
+    logger.info("built application: ingress + %s", ", ".join(f"model-{n}" for n in models))
+    return ingress.bind(config, models)
+
+
+def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
+    """Serve deployment keyword arguments from our options."""
+    return {
+        "num_replicas": options.replicas,
+        "max_ongoing_requests": options.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+    }

@@ -1,0 +1,58 @@
+"""The deployment classes. They are plain classes; ``serve.app`` wraps them at build time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from harmonyspeech.api.app import create_app
+from harmonyspeech.config import EngineConfig, ModelConfig
+from harmonyspeech.engine.client import worker_status
+from harmonyspeech.engine.items import Priority
+from harmonyspeech.engine.worker import ModelWorker
+from harmonyspeech.models.registry import create_adapter
+from harmonyspeech.pipelines.runtime import EngineRuntime
+from harmonyspeech.serve.clients import ServeModelClient
+
+logger = logging.getLogger(__name__)
+
+
+class ModelServer:
+    """One replica of one model instance: adapter, scheduler and inference thread.
+
+    Every request a replica receives goes through its scheduler, so batches form across all the
+    requests (and clients) routed to it. The model loads in the background; ``status`` reports
+    progress and ``/ready`` waits for it.
+    """
+
+    def __init__(self, model: ModelConfig):
+        self.config = model
+        self.worker = ModelWorker(create_adapter(model), model.batching, name=model.name)
+        self.worker.start()
+
+    async def infer(self, payload: Any, priority: int, timeout_s: float | None) -> Any:
+        return await self.worker.infer(payload, priority=Priority(priority), timeout_s=timeout_s)
+
+    async def status(self) -> dict[str, Any]:
+        return worker_status(self.worker)
+
+    def check_health(self) -> None:
+        """Serve restarts a replica whose inference thread died."""
+        if not self.worker.alive():
+            raise RuntimeError(f"inference thread of {self.config.name!r} is not running")
+
+    def __del__(self) -> None:
+        self.worker.stop(timeout=5)
+
+
+class Ingress:
+    """The HTTP front: the FastAPI app over clients of every model deployment."""
+
+    def __init__(self, config: EngineConfig, models: dict[str, DeploymentHandle]):
+        clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
+        self.runtime = EngineRuntime(config, clients)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_app(self.runtime)

@@ -1,0 +1,72 @@
+"""``harmonyspeech serve``: run the application on an embedded local Ray (or a given cluster).
+
+Import this module only after ``harmonyspeech.serve.ray_env.prepare_ray_auth``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import ray
+from ray import serve
+
+from harmonyspeech.config import EngineConfig
+from harmonyspeech.serve.app import build_application
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "harmonyspeech"
+
+
+def start(config: EngineConfig) -> str:
+    """Start Ray (embedded unless ``server.ray.address`` is set), Serve and the app.
+
+    Returns:
+        The base URL the app listens on.
+    """
+    server = config.server
+    ray.init(
+        address=server.ray.address,
+        num_cpus=server.ray.num_cpus if server.ray.address is None else None,
+        include_dashboard=False,
+        namespace=APP_NAME,
+    )
+    serve.start(http_options={"host": server.host, "port": server.port})
+    serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)
+    return f"http://{server.host}:{server.port}"
+
+
+def stop() -> None:
+    """Shut the app, Serve and (for an embedded Ray) Ray down."""
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def run_until_signalled(config: EngineConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly."""
+    stop_requested = threading.Event()
+
+    def _request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    # Handlers go in before Ray starts, so a signal during start-up still stops it cleanly, and
+    # again afterwards because ray.init replaces the SIGTERM handler with sys.exit.
+    previous = {sig: signal.signal(sig, _request_stop) for sig in signals}
+    try:
+        url = start(config)
+        for sig in signals:
+            signal.signal(sig, _request_stop)
+        logger.info("harmonyspeech listening on %s (models load in the background; see /ready)", url)
+        print(f"harmonyspeech listening on {url}", flush=True)
+        stop_requested.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop()
+        logger.info("stopped")

@@ -1,0 +1,160 @@
+"""Config loading, validation messages with paths, and the check-config command."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from harmonyspeech import config as cfg
+from harmonyspeech.cli import main
+from harmonyspeech.errors import ConfigError
+from tests.conftest import ROOT
+
+MINIMAL = {
+    "models": [{"name": "vad", "family": "silero-vad"}],
+    "pipelines": [{"name": "vad", "stages": [{"kind": "vad", "model": "vad"}]}],
+}
+
+
+def problems(data: dict) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(data)
+    return info.value.problems
+
+
+def with_models(*models: dict) -> dict:
+    return {**MINIMAL, "models": [{"name": "vad", "family": "silero-vad"}, *models]}
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "test.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    config = cfg.load_config(ROOT / "configs" / name)
+    assert config.server.host == "127.0.0.1"
+    assert config.models[0].family == "silero-vad"
+
+
+def test_defaults_are_applied() -> None:
+    config = cfg.load_config(MINIMAL)
+    assert config.server.port == 8000
+    assert config.models[0].batching.max_batch_size == 16
+    assert config.models[0].options.threshold == 0.5
+
+
+def test_bad_value_is_reported_with_its_path() -> None:
+    bad = with_models(
+        {"name": "b", "family": "silero-vad"},
+        {"name": "c", "family": "silero-vad", "batching": {"max_batch_size": 0}},
+    )
+    assert problems(bad) == [("models[2].batching.max_batch_size", "must be >= 1")]
+
+
+def test_unknown_keys_are_rejected_everywhere() -> None:
+    bad = {**MINIMAL, "server": {"limits": {"max_upload_byte": 10}}, "extra": 1}
+    assert set(problems(bad)) == {
+        ("server.limits.max_upload_byte", "unknown key"),
+        ("extra", "unknown key"),
+    }
+
+
+def test_unknown_family_names_the_known_ones() -> None:
+    [(path, message)] = problems(with_models({"name": "w", "family": "whisper"}))
+    assert path == "models[1].family"
+    assert "silero-vad" in message
+
+
+def test_cross_references_are_checked() -> None:
+    bad = {
+        "models": [{"name": "a", "family": "silero-vad"}, {"name": "a", "family": "silero-vad"}],
+        "pipelines": [
+            {"name": "p", "stages": [{"kind": "vad", "model": "missing"}]},
+            {"name": "q", "aliases": ["p"], "stages": [{"kind": "vad", "model": "a"}]},
+        ],
+    }
+    found = dict(problems(bad))
+    assert found["models[1].name"] == "duplicate model name 'a'"
+    assert found["pipelines[0].stages[0].model"].startswith("unknown model 'missing'")
+    assert found["pipelines[1].aliases[0]"] == "'p' already names pipeline 'p'"
+
+
+def test_max_ongoing_requests_below_batch_size_is_refused() -> None:
+    model = {
+        "name": "v",
+        "family": "silero-vad",
+        "batching": {"max_batch_size": 32},
+        "deployment": {"max_ongoing_requests": 5},
+    }
+    [(path, message)] = problems(with_models(model))
+    assert path == "models[1].deployment.max_ongoing_requests"
+    assert "max_batch_size (32)" in message
+
+
+def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("models:\n  - name: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config(path)
+    assert info.value.problems[0][0].startswith("line ")
+
+
+def _config_models() -> list[type[BaseModel]]:
+    seen: list[type[BaseModel]] = []
+    pending: list[type[BaseModel]] = [cfg.EngineConfig]
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.append(model)
+        for field in model.model_fields.values():
+            for candidate in _types_in(field.annotation):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    pending.append(candidate)
+    return seen
+
+
+def _types_in(annotation: object) -> list[object]:
+    args = getattr(annotation, "__args__", ())
+    return [annotation, *(t for arg in args for t in _types_in(arg))]
+
+
+def test_every_config_field_is_documented() -> None:
+    undocumented = [
+        f"{model.__name__}.{name}"
+        for model in _config_models()
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert len(_config_models()) >= 10
+    assert undocumented == []
+
+
+def test_config_error_survives_pickling() -> None:
+    error = ConfigError([("a.b", "bad")], source="x.yaml")
+    clone = pickle.loads(pickle.dumps(error))
+    assert clone.problems == [("a.b", "bad")] and clone.source == "x.yaml"
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "configs" / "default.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  - {name: a, family: silero-vad}\n"
+        "  - {name: b, family: silero-vad}\n"
+        "  - {name: c, family: silero-vad, batching: {max_batch_size: 0}}\n"
+        "pipelines:\n  - {name: p, stages: [{kind: vad, model: a}]}\n"
+    )
+    assert main(["check-config", str(bad)]) == 2
+    assert "models[2].batching.max_batch_size: must be >= 1" in capsys.readouterr().err
+
+
+def test_check_config_validates_stage_kinds(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "stages.yaml"
+    bad.write_text(
+        "models:\n  - {name: a, family: silero-vad}\n"
+        "pipelines:\n  - {name: p, stages: [{kind: vad, model: a}, {kind: sing, model: a}]}\n"
+    )
+    assert main(["check-config", str(bad)]) == 2
+    assert "pipelines[0].stages[1].kind: unknown stage kind 'sing'" in capsys.readouterr().err

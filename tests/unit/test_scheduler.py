@@ -1,0 +1,206 @@
+"""Property-based tests of the pure scheduler: random arrivals, cancellations, expiries."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from harmonyspeech.config import BatchingPolicy
+from harmonyspeech.engine.items import Priority, WorkItem
+from harmonyspeech.engine.scheduler import Scheduler, padded_cost
+from harmonyspeech.errors import OverloadedError
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_scheduler(**policy: object) -> tuple[Scheduler, FakeClock]:
+    clock = FakeClock()
+    return Scheduler(BatchingPolicy(**policy), clock), clock  # type: ignore[arg-type]
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    """Every submitted item ends exactly once: batched, cancelled, expired or rejected."""
+
+    @initialize(
+        max_batch_size=st.integers(1, 8),
+        budget=st.none() | st.floats(1.0, 40.0),
+        max_queue=st.integers(1, 12),
+        max_wait_ms=st.sampled_from([0.0, 5.0, 50.0]),
+    )
+    def setup(self, max_batch_size, budget, max_queue, max_wait_ms) -> None:
+        self.scheduler, self.clock = make_scheduler(
+            max_batch_size=max_batch_size,
+            max_batch_cost=budget,
+            max_queue=max_queue,
+            max_wait_ms=max_wait_ms,
+            lookahead=2,
+        )
+        self.queued: dict[int, WorkItem] = {}
+        self.done: dict[int, str] = {}
+
+    @rule(
+        cost=st.floats(0.1, 10.0),
+        priority=st.sampled_from(list(Priority)),
+        timeout=st.none() | st.floats(0.0, 1.0),
+    )
+    def submit(self, cost, priority, timeout) -> None:
+        deadline = None if timeout is None else self.clock.now + timeout
+        item = WorkItem(payload=None, cost=cost, priority=priority, deadline=deadline)
+        full = len(self.queued) >= self.scheduler.policy.max_queue
+        if full:
+            with pytest.raises(OverloadedError):
+                self.scheduler.submit(item)
+            self.done[item.id] = "rejected"
+            return
+        self.scheduler.submit(item)
+        self.queued[item.id] = item
+
+    @precondition(lambda self: bool(self.queued))
+    @rule(data=st.data())
+    def cancel(self, data) -> None:
+        item_id = data.draw(st.sampled_from(sorted(self.queued)))
+        assert self.scheduler.cancel(item_id) is self.queued.pop(item_id)
+        self.done[item_id] = "cancelled"
+        assert self.scheduler.cancel(item_id) is None
+
+    @rule(dt=st.floats(0.0, 0.5))
+    def tick(self, dt) -> None:
+        self.clock.now += dt
+
+    @rule()
+    def form_batch(self) -> None:
+        for item in self.scheduler.expire():
+            assert item.deadline is not None and item.deadline <= self.clock.now
+            self._finish(item, "expired")
+        before = sorted(self.queued.values(), key=WorkItem.urgency)
+        batch = self.scheduler.next_batch()
+        if not before:
+            assert batch == []
+            return
+        self._check_batch(batch, before)
+        for item in batch:
+            self._finish(item, "batched")
+
+    def _check_batch(self, batch: list[WorkItem], before: list[WorkItem]) -> None:
+        policy = self.scheduler.policy
+        assert 1 <= len(batch) <= policy.max_batch_size
+        assert len({i.id for i in batch}) == len(batch)
+        if policy.max_batch_cost is not None and len(batch) > 1:
+            assert padded_cost(batch) <= policy.max_batch_cost
+        # The most urgent item (class, then deadline, then arrival) always goes.
+        assert before[0] in batch
+        # No waiting item of a more urgent class was passed over while it would have fit.
+        chosen = {i.id for i in batch}
+        worst = max(i.priority for i in batch)
+        for item in before:
+            if item.id in chosen or item.priority >= worst:
+                continue
+            assert not self.scheduler.fits(batch, item)
+
+    def _finish(self, item: WorkItem, how: str) -> None:
+        assert item.id in self.queued, f"{how} an item that was not queued"
+        assert item.id not in self.done, "an item finished twice"
+        del self.queued[item.id]
+        self.done[item.id] = how
+
+    @invariant()
+    def queue_matches_model(self) -> None:
+        if not hasattr(self, "scheduler"):
+            return
+        assert len(self.scheduler) == len(self.queued)
+        assert len(self.scheduler) <= self.scheduler.policy.max_queue
+        for item_id in self.queued:
+            assert item_id in self.scheduler
+
+
+TestSchedulerMachine = SchedulerMachine.TestCase
+TestSchedulerMachine.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+
+
+def test_overload_is_raised_exactly_at_the_bound() -> None:
+    scheduler, _ = make_scheduler(max_queue=3)
+    for _ in range(3):
+        scheduler.submit(WorkItem(payload=None))
+    with pytest.raises(OverloadedError) as info:
+        scheduler.submit(WorkItem(payload=None))
+    assert info.value.status_code == 503
+    assert "Retry-After" in info.value.headers()
+    scheduler.next_batch()
+    scheduler.submit(WorkItem(payload=None))
+
+
+def test_batch_waits_for_max_wait_then_goes() -> None:
+    scheduler, clock = make_scheduler(max_batch_size=4, max_wait_ms=10)
+    scheduler.submit(WorkItem(payload="a"))
+    assert not scheduler.ready()
+    assert scheduler.wait_time() == pytest.approx(0.010)
+    clock.now += 0.010
+    assert scheduler.ready()
+    assert [i.payload for i in scheduler.next_batch()] == ["a"]
+    assert scheduler.wait_time() is None
+
+
+def test_full_batch_is_ready_immediately() -> None:
+    scheduler, _ = make_scheduler(max_batch_size=3, max_wait_ms=1000)
+    for name in "abc":
+        scheduler.submit(WorkItem(payload=name))
+    assert scheduler.ready()
+    assert [i.payload for i in scheduler.next_batch()] == ["a", "b", "c"]
+
+
+def test_cost_budget_fills_a_batch_and_pads_to_the_costliest() -> None:
+    scheduler, _ = make_scheduler(max_batch_size=8, max_batch_cost=10, max_wait_ms=1000)
+    for cost in (4.0, 4.0, 1.0):
+        scheduler.submit(WorkItem(payload=cost, cost=cost))
+    assert scheduler.ready()  # 3 x 4 = 12 > 10: not everything fits, so the batch is full
+    assert [i.payload for i in scheduler.next_batch()] == [4.0, 4.0]
+
+
+def test_an_item_over_budget_runs_alone() -> None:
+    scheduler, clock = make_scheduler(max_batch_size=8, max_batch_cost=5)
+    scheduler.submit(WorkItem(payload="huge", cost=50))
+    scheduler.submit(WorkItem(payload="small", cost=1))
+    assert [i.payload for i in scheduler.next_batch()] == ["huge"]
+    assert [i.payload for i in scheduler.next_batch()] == ["small"]
+
+
+def test_first_chunks_and_interactive_work_go_before_batch_jobs() -> None:
+    scheduler, _ = make_scheduler(max_batch_size=2)
+    scheduler.submit(WorkItem(payload="job", priority=Priority.BATCH))
+    scheduler.submit(WorkItem(payload="live", priority=Priority.INTERACTIVE))
+    scheduler.submit(WorkItem(payload="first", priority=Priority.FIRST_CHUNK))
+    assert [i.payload for i in scheduler.next_batch()] == ["first", "live"]
+    assert [i.payload for i in scheduler.next_batch()] == ["job"]
+
+
+def test_earliest_deadline_first_within_a_class() -> None:
+    scheduler, _ = make_scheduler(max_batch_size=1)
+    scheduler.submit(WorkItem(payload="late", deadline=50.0))
+    scheduler.submit(WorkItem(payload="none"))
+    scheduler.submit(WorkItem(payload="soon", deadline=5.0))
+    assert [scheduler.next_batch()[0].payload for _ in range(3)] == ["soon", "late", "none"]
+
+
+def test_similar_lengths_are_grouped_within_the_window() -> None:
+    scheduler, _ = make_scheduler(max_batch_size=2, lookahead=4)
+    for cost in (10.0, 1.0, 1.2, 9.5):
+        scheduler.submit(WorkItem(payload=cost, cost=cost))
+    assert [i.payload for i in scheduler.next_batch()] == [10.0, 9.5]
+    assert [i.payload for i in scheduler.next_batch()] == [1.0, 1.2]
+
+
+def test_expired_items_leave_and_are_never_batched() -> None:
+    scheduler, clock = make_scheduler(max_batch_size=4)
+    scheduler.submit(WorkItem(payload="a", deadline=1.0))
+    scheduler.submit(WorkItem(payload="b", deadline=3.0))
+    clock.now = 2.0
+    assert [i.payload for i in scheduler.expire()] == ["a"]
+    assert [i.payload for i in scheduler.next_batch()] == ["b"]
