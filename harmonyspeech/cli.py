@@ -65,9 +65,7 @@ def validated_config(path: str) -> EngineConfig:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = validated_config(args.file)
-    print(
-        f"{args.file}: OK ({len(config.models)} model(s), {len(config.pipelines)} pipeline(s))"
-    )
+    print(f"{args.file}: OK ({len(config.models)} model(s), {len(config.pipelines)} pipeline(s))")
     return 0
 
 

@@ -325,7 +325,8 @@ def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([("<file>", f"cannot read: {exc.strerror or exc}")], source=str(path))
+        problem = ("<file>", f"cannot read: {exc.strerror or exc}")
+        raise ConfigError([problem], source=str(path)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

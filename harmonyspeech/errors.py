@@ -85,6 +85,14 @@ class NotFoundError(HarmonySpeechError):
     default_code = "not_found"
 
 
+class MethodNotAllowedError(HarmonySpeechError):
+    """The route exists but not for this HTTP method (405)."""
+
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
 class PayloadTooLargeError(HarmonySpeechError):
     """An upload exceeds the configured size or duration limit (413)."""
 

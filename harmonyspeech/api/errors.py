@@ -18,6 +18,7 @@ from harmonyspeech.errors import (
     HarmonySpeechError,
     InternalError,
     InvalidRequestError,
+    MethodNotAllowedError,
     NotFoundError,
 )
 
@@ -71,9 +72,7 @@ def http_to_error(request: Request, exc: StarletteHTTPException) -> HarmonySpeec
     if exc.status_code == 404:
         return NotFoundError(f"no route for {request.method} {request.url.path}")
     if exc.status_code == 405:
-        return InvalidRequestError(
-            f"method {request.method} not allowed on {request.url.path}", code="method_not_allowed"
-        )
+        return MethodNotAllowedError(f"method {request.method} not allowed on {request.url.path}")
     if exc.status_code < 500:
         return InvalidRequestError(str(exc.detail))
     return InternalError(str(exc.detail))

@@ -91,14 +91,22 @@ class AuthMiddleware:
         self.verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.verifier.enabled and scope["type"] == "http" and scope["path"].startswith("/v1"):
-            if scope["method"] != "OPTIONS":
-                try:
-                    self.verifier.verify(_header(scope, b"authorization"))
-                except HarmonySpeechError as exc:
-                    await send_error(send, exc)
-                    return
+        if self._protects(scope):
+            try:
+                self.verifier.verify(_header(scope, b"authorization"))
+            except HarmonySpeechError as exc:
+                await send_error(send, exc)
+                return
         await self.app(scope, receive, send)
+
+    def _protects(self, scope: Scope) -> bool:
+        # CORS preflights carry no credentials; health and discovery outside /v1 stay open.
+        return (
+            self.verifier.enabled
+            and scope["type"] == "http"
+            and scope["path"].startswith("/v1")
+            and scope["method"] != "OPTIONS"
+        )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -91,9 +91,7 @@ class ModelWorker:
         if self._thread is not None:
             raise RuntimeError(f"worker {self.name!r} already started")
         self._state = WorkerState.LOADING
-        self._thread = threading.Thread(
-            target=self._run, name=f"infer-{self.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"infer-{self.name}", daemon=True)
         self._thread.start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:

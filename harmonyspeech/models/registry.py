@@ -39,12 +39,13 @@ def family_info(family: str) -> FamilyInfo:
         return FAMILIES[family]
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
-        raise ConfigError([("family", f"unknown model family {family!r}; known: {known}")])
+        problem = ("family", f"unknown model family {family!r}; known: {known}")
+        raise ConfigError([problem]) from None
 
 
 def create_adapter(config: ModelConfigBase) -> ModelAdapter:
     """Instantiate (without loading) the adapter for a model instance."""
-    family = getattr(config, "family")
+    family: str = config.family  # type: ignore[attr-defined]
     module_name, class_name = family_info(family).adapter.split(":")
     adapter_cls = getattr(importlib.import_module(module_name), class_name)
     return adapter_cls(config)

@@ -29,9 +29,7 @@ class VadStage:
     async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
         audio = ctx.require_audio()
         request = VadRequest(audio.samples, audio.sample_rate, ctx.vad_params)
-        ctx.vad = await client.infer(
-            request, priority=ctx.priority, timeout_s=ctx.remaining_s()
-        )
+        ctx.vad = await client.infer(request, priority=ctx.priority, timeout_s=ctx.remaining_s())
 
 
 STAGES: dict[str, Stage] = {

@@ -62,7 +62,7 @@ def run_until_signalled(config: EngineConfig) -> None:
         url = start(config)
         for sig in signals:
             signal.signal(sig, _request_stop)
-        logger.info("harmonyspeech listening on %s (models load in the background; see /ready)", url)
+        logger.info("listening on %s (models load in the background; see /ready)", url)
         print(f"harmonyspeech listening on {url}", flush=True)
         stop_requested.wait()
     finally:

@@ -12,6 +12,7 @@ CASES = [
     (errors.InvalidRequestError("bad", param="speed"), 400, "invalid_request_error"),
     (errors.AuthenticationError("no key"), 401, "authentication_error"),
     (errors.NotFoundError("gone", param="model"), 404, "invalid_request_error"),
+    (errors.MethodNotAllowedError("nope"), 405, "invalid_request_error"),
     (errors.PayloadTooLargeError("big", param="file"), 413, "invalid_request_error"),
     (errors.OverloadedError("full", retry_after_s=3), 503, "server_error"),
     (errors.DeadlineExceededError("slow"), 504, "server_error"),

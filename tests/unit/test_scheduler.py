@@ -165,7 +165,7 @@ def test_cost_budget_fills_a_batch_and_pads_to_the_costliest() -> None:
 
 
 def test_an_item_over_budget_runs_alone() -> None:
-    scheduler, clock = make_scheduler(max_batch_size=8, max_batch_cost=5)
+    scheduler, _ = make_scheduler(max_batch_size=8, max_batch_cost=5)
     scheduler.submit(WorkItem(payload="huge", cost=50))
     scheduler.submit(WorkItem(payload="small", cost=1))
     assert [i.payload for i in scheduler.next_batch()] == ["huge"]

@@ -1,0 +1,1 @@
+"""Benchmarks: ratios measured within one run, written as JSON and printed as a table."""

@@ -1,0 +1,29 @@
+"""``python -m benchmarks [NAME ...] [--quick]``: run benchmarks, print tables, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "vad": "benchmarks.bench_vad",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"any of {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, one repeat")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    for name in args.names or list(BENCHMARKS):
+        result = importlib.import_module(BENCHMARKS[name]).run(quick=args.quick)
+        path = result.save()
+        print(result.table())
+        print(f"  -> {path}\n")
+
+
+if __name__ == "__main__":
+    main()

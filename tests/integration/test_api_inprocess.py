@@ -1,0 +1,84 @@
+"""The HTTP app over in-process workers (real Silero VAD, no Ray): auth and request limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from harmonyspeech.api.app import create_app
+from harmonyspeech.api.auth import ApiKeyVerifier, hash_key
+from harmonyspeech.config import EngineConfig, load_config
+from harmonyspeech.pipelines.runtime import LocalEngine
+from tests.conftest import ROOT
+from tests.unit.vad_clips import clip_bytes
+
+KEY = "sk-test-0123456789"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LocalEngine]:
+    data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+    data["server"]["auth"]["api_key_hashes"] = [hash_key(KEY)]
+    data["server"]["limits"]["max_upload_bytes"] = 400_000
+    with LocalEngine(load_config(data)) as local:
+        yield local
+
+
+@pytest.fixture
+async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(engine.runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_v1_requires_a_valid_key(http: httpx.AsyncClient) -> None:
+    missing = await http.get("/v1/models")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "authentication_error"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = await http.get("/v1/models", headers=bearer("sk-wrong"))
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "invalid API key"
+    assert (await http.get("/v1/models", headers=bearer(KEY))).status_code == 200
+
+
+async def test_health_endpoints_stay_open(http: httpx.AsyncClient) -> None:
+    for path in ("/health", "/ready", "/"):
+        assert (await http.get(path)).status_code == 200
+
+
+async def test_vad_with_key(http: httpx.AsyncClient) -> None:
+    files = {"file": ("c.flac", clip_bytes("short"))}
+    response = await http.post("/v1/audio/vad", files=files, headers=bearer(KEY))
+    assert response.status_code == 200
+    assert response.json()["segments"]
+
+
+async def test_chunked_body_over_the_limit_is_413(http: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"\0" * 50_000
+
+    response = await http.post(
+        "/v1/audio/vad",
+        content=chunks(),
+        headers={**bearer(KEY), "content-type": "multipart/form-data; boundary=x"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_keys_from_the_environment_are_hashed() -> None:
+    config: EngineConfig = load_config(ROOT / "configs" / "test.yaml")
+    verifier = ApiKeyVerifier.from_config(
+        config.server.auth, {"HARMONYSPEECH_API_KEYS": " a-key , other "}
+    )
+    verifier.verify("Bearer a-key")
+    verifier.verify("bearer other")
+    assert verifier.enabled
