@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
 from harmonyspeech.engine.client import ModelClient
-from harmonyspeech.errors import HarmonySpeechError, InternalError, PipelineStageError
+from harmonyspeech.errors import (
+    DeadlineExceededError,
+    HarmonySpeechError,
+    InternalError,
+    PipelineStageError,
+)
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import PipelineSpec
 from harmonyspeech.pipelines.stages import STAGES
@@ -27,12 +33,20 @@ class PipelineRunner:
     async def run(self, pipeline: PipelineSpec, ctx: PipelineContext) -> PipelineContext:
         """Run every stage of ``pipeline`` on ``ctx``.
 
-        Client errors (4xx), overload, deadline and model-availability errors pass through
-        unchanged; any other failure is reported as ``PipelineStageError`` naming the stage.
+        Each stage is bounded by the request's remaining time (504 beyond it; the stage's
+        queued work is cancelled). Client errors (4xx), overload, deadline and
+        model-availability errors pass through unchanged; any other failure is reported as
+        ``PipelineStageError`` naming the stage.
         """
         for spec in pipeline.stages:
+            timeout = ctx.remaining_s()
             try:
-                await STAGES[spec.kind].run(spec, ctx, self._clients[spec.model])
+                await asyncio.wait_for(
+                    STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
+                )
+            except TimeoutError:
+                message = f"request deadline exceeded in stage {spec.kind!r}"
+                raise DeadlineExceededError(message) from None
             except InternalError as exc:
                 raise PipelineStageError(exc.message, stage=spec.kind) from exc
             except HarmonySpeechError:
