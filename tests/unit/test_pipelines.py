@@ -1,0 +1,137 @@
+"""Pipeline catalog and runner. The runner's model client is a test double here (allowed for
+pipeline-runner unit tests); every other test drives real models."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harmonyspeech.audio import Audio
+from harmonyspeech.config import load_config
+from harmonyspeech.engine.items import Priority
+from harmonyspeech.errors import (
+    ConfigError,
+    DeadlineExceededError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PipelineStageError,
+)
+from harmonyspeech.models.types import VadRequest, VadResult
+from harmonyspeech.pipelines.context import PipelineContext
+from harmonyspeech.pipelines.runner import PipelineRunner
+from harmonyspeech.pipelines.spec import build_catalog
+
+CONFIG = {
+    "models": [{"name": "silero", "family": "silero-vad"}],
+    "pipelines": [
+        {"name": "vad", "aliases": ["detect"], "stages": [{"kind": "vad", "model": "silero"}]},
+    ],
+}
+
+
+class ScriptedClient:
+    """Answers every call with a fixed result or exception, after an optional delay."""
+
+    def __init__(self, outcome: Any, delay_s: float = 0.0):
+        self.outcome = outcome
+        self.delay_s = delay_s
+        self.calls: list[tuple[Any, Priority, float | None]] = []
+
+    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+        self.calls.append((payload, priority, timeout_s))
+        await asyncio.sleep(self.delay_s)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+def context(timeout_s: float | None = 10.0) -> PipelineContext:
+    audio = Audio(np.zeros(1600, np.float32), 16000)
+    return PipelineContext.with_timeout(timeout_s, audio=audio, priority=Priority.BATCH)
+
+
+async def run_with(client: ScriptedClient, ctx: PipelineContext | None = None) -> PipelineContext:
+    pipeline = build_catalog(load_config(CONFIG)).resolve("vad")
+    return await PipelineRunner({"silero": client}).run(pipeline, ctx or context())
+
+
+def test_catalog_resolves_names_and_aliases() -> None:
+    catalog = build_catalog(load_config(CONFIG))
+    assert catalog.resolve("detect").name == "vad"
+    assert catalog.resolve("vad", requires="vad").kinds == ("vad",)
+    assert catalog.names() == ["vad", "detect"]
+    assert catalog.default_for("vad").name == "vad"
+
+
+def test_unknown_pipeline_lists_the_available_ones() -> None:
+    catalog = build_catalog(load_config(CONFIG))
+    with pytest.raises(NotFoundError, match="available: vad, detect") as info:
+        catalog.resolve("tts-1")
+    assert info.value.param == "model"
+    with pytest.raises(NotFoundError, match="no 'transcribe' stage"):
+        catalog.resolve("vad", requires="transcribe")
+
+
+def test_stage_kind_must_be_a_task_of_the_model_family() -> None:
+    bad = {**CONFIG, "pipelines": [{"name": "p", "stages": [{"kind": "sing", "model": "silero"}]}]}
+    with pytest.raises(ConfigError) as info:
+        build_catalog(load_config(bad))
+    assert info.value.problems[0][0] == "pipelines[0].stages[0].kind"
+
+
+async def test_stage_result_lands_in_the_context_with_priority_and_deadline() -> None:
+    result = VadResult(duration=0.1, segments=())
+    client = ScriptedClient(result)
+    ctx = await run_with(client)
+    assert ctx.vad is result
+    [(payload, priority, timeout_s)] = client.calls
+    assert isinstance(payload, VadRequest) and payload.sample_rate == 16000
+    assert priority is Priority.BATCH
+    assert 0 < timeout_s <= 10.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidRequestError("bad", param="file"),
+        OverloadedError("full"),
+        DeadlineExceededError("late"),
+    ],
+)
+async def test_client_and_capacity_errors_pass_through(error: Exception) -> None:
+    with pytest.raises(type(error)):
+        await run_with(ScriptedClient(error))
+
+
+@pytest.mark.parametrize("error", [InternalError("model crashed"), RuntimeError("segfault-ish")])
+async def test_model_failures_name_the_stage(error: Exception) -> None:
+    with pytest.raises(PipelineStageError, match="stage 'vad' failed") as info:
+        await run_with(ScriptedClient(error))
+    assert info.value.stage == "vad" and info.value.status_code == 500
+
+
+async def test_a_stage_that_outlives_the_deadline_is_cancelled() -> None:
+    client = ScriptedClient(VadResult(duration=0.1, segments=()), delay_s=5.0)
+    with pytest.raises(DeadlineExceededError, match="stage 'vad'"):
+        await run_with(client, context(timeout_s=0.05))
+
+
+async def test_a_request_already_past_its_deadline_never_reaches_the_model() -> None:
+    client = ScriptedClient(VadResult(duration=0.1, segments=()))
+    with pytest.raises(DeadlineExceededError):
+        await run_with(client, context(timeout_s=-1.0))
+    assert client.calls == []
+
+
+async def test_missing_audio_is_a_client_error() -> None:
+    ctx = PipelineContext.with_timeout(10.0)
+    with pytest.raises(InvalidRequestError, match="needs input audio"):
+        await run_with(ScriptedClient(None), ctx)
