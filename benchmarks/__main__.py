@@ -7,6 +7,7 @@ import importlib
 
 BENCHMARKS = {
     "vad": "benchmarks.bench_vad",
+    "whisper": "benchmarks.bench_whisper",
 }
 
 

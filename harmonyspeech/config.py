@@ -161,9 +161,46 @@ class SileroVadModelConfig(ModelConfigBase):
     """Default detection parameters."""
 
 
-# One entry per family; a discriminated union once there are several (tagged by ``family``).
-ModelConfig = SileroVadModelConfig
-MODEL_FAMILIES: tuple[str, ...] = ("silero-vad",)
+class FasterWhisperOptions(StrictModel):
+    """faster-whisper (CTranslate2) settings."""
+
+    model: str = "tiny"
+    """Size name (``tiny``, ``base``, ``small``, ``large-v3``, ...) or Hugging Face id of a
+    CTranslate2 conversion; ``weights.path`` (a local CTranslate2 directory) takes precedence."""
+
+    compute_type: str = "default"
+    """CTranslate2 compute type (``int8``, ``float32``, ``float16``, ``int8_float16``, ...);
+    ``default`` keeps the model's own."""
+
+    beam_size: int = Field(5, ge=1, le=16)
+    """Beam width; 1 is greedy decoding."""
+
+    max_new_tokens: int | None = Field(None, ge=1, le=440)
+    """Most tokens decoded per 30 s window; None: up to the model's limit."""
+
+    suppress_tokens: list[int] = Field(default_factory=lambda: [-1])
+    """Token ids never generated, as faster-whisper's option; ``-1`` stands for Whisper's
+    default set of non-speech symbols."""
+
+    random_size: Literal["toy", "tiny", "base"] = "tiny"
+    """Dimensions of the random model built when no weights exist and ``weights.allow_random``
+    is set."""
+
+
+class FasterWhisperModelConfig(ModelConfigBase):
+    """Speech recognition and translation with faster-whisper, batched across requests."""
+
+    family: Literal["faster-whisper"]
+    """Model family."""
+
+    options: FasterWhisperOptions = FasterWhisperOptions()
+    """Recognition settings."""
+
+
+ModelConfig = Annotated[
+    SileroVadModelConfig | FasterWhisperModelConfig, Field(discriminator="family")
+]
+MODEL_FAMILIES: tuple[str, ...] = ("silero-vad", "faster-whisper")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +377,15 @@ def _read_yaml(path: Path) -> Any:
 
 def format_validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
     """Turn pydantic errors into ``(path, message)`` pairs with readable messages."""
-    return [(_format_loc(err["loc"]), _describe(err)) for err in exc.errors()]
+    return [(_format_loc(_error_loc(err)), _describe(err)) for err in exc.errors()]
+
+
+def _error_loc(err: Any) -> tuple[int | str, ...]:
+    loc = tuple(err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # The problem is the tag field itself, e.g. models[0].family.
+        return (*loc, str(err["ctx"]["discriminator"]).strip("'"))
+    return loc
 
 
 def _format_loc(loc: Iterable[int | str]) -> str:
@@ -369,6 +414,8 @@ _MESSAGES = {
     "too_short": "must have at least {min_length} item(s)",
     "string_pattern_mismatch": "must match {pattern}",
     "union_tag_invalid": "unknown value {tag}; expected one of {expected_tags}",
+    "union_tag_not_found": "required",
+    "unexpected_keyword_argument": "unknown key",
     "int_type": "must be an integer",
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",

@@ -30,6 +30,10 @@ FAMILIES: dict[str, FamilyInfo] = {
         adapter="harmonyspeech.models.silero_vad:SileroVadAdapter",
         tasks=frozenset({"vad"}),
     ),
+    "faster-whisper": FamilyInfo(
+        adapter="harmonyspeech.models.faster_whisper:FasterWhisperAdapter",
+        tasks=frozenset({"transcribe"}),
+    ),
 }
 
 

@@ -7,20 +7,27 @@ plain dataclasses holding numpy arrays, never as base64 or pickled tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+Probability = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+Millis = Annotated[int, Field(ge=0, le=60_000)]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class VadParams:
-    """Per-request overrides of a VAD model's defaults; None keeps the model's setting."""
+    """Overrides of a VAD model's defaults (from a request or a pipeline stage); None keeps the
+    model's setting. Values are validated on construction."""
 
-    threshold: float | None = None
-    neg_threshold: float | None = None
-    min_speech_duration_ms: int | None = None
-    min_silence_duration_ms: int | None = None
-    speech_pad_ms: int | None = None
-    max_speech_duration_s: float | None = None
+    threshold: Probability | None = None
+    neg_threshold: Probability | None = None
+    min_speech_duration_ms: Millis | None = None
+    min_silence_duration_ms: Millis | None = None
+    speech_pad_ms: Millis | None = None
+    max_speech_duration_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,3 +53,49 @@ class VadResult:
 
     duration: float
     segments: tuple[SpeechSegment, ...]
+
+
+@dataclass(frozen=True)
+class TranscribeWindow:
+    """At most 30 s of one request's audio (16 kHz mono) to transcribe or translate.
+
+    ``offset`` places the window in the request's audio, so timestamps come back absolute.
+    Windows of different requests are batched together.
+    """
+
+    audio: np.ndarray
+    offset: float = 0.0
+    task: str = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class TranscribedWord:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class TranscribedSegment:
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    words: tuple[TranscribedWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class WindowTranscript:
+    """What one window said, and in which language (detected when not given)."""
+
+    language: str
+    segments: tuple[TranscribedSegment, ...]

@@ -9,6 +9,7 @@ from harmonyspeech.audio import Audio
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.errors import DeadlineExceededError, InvalidRequestError
 from harmonyspeech.models.types import VadParams, VadResult
+from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
 
 
 @dataclass
@@ -21,6 +22,8 @@ class PipelineContext:
         audio: Decoded input audio (VAD, transcription, cloning references).
         vad_params: Per-request VAD overrides.
         vad: Output of the ``vad`` stage.
+        transcription: What a transcription request asked for.
+        transcript: Output of the ``transcribe`` stage, filled in as windows complete.
     """
 
     priority: Priority = Priority.INTERACTIVE
@@ -28,6 +31,8 @@ class PipelineContext:
     audio: Audio | None = None
     vad_params: VadParams = field(default_factory=VadParams)
     vad: VadResult | None = None
+    transcription: TranscriptionOptions = field(default_factory=TranscriptionOptions)
+    transcript: Transcript | None = None
 
     @classmethod
     def with_timeout(cls, timeout_s: float | None, **fields: object) -> PipelineContext:
@@ -47,6 +52,13 @@ class PipelineContext:
         if left <= 0:
             raise DeadlineExceededError("request deadline exceeded")
         return left
+
+    def item_priority(self, index: int) -> Priority:
+        """Priority of a request's ``index``-th work item: an interactive request's first item
+        jumps ahead, because it decides the time to the first byte."""
+        if index == 0 and self.priority is Priority.INTERACTIVE:
+            return Priority.FIRST_CHUNK
+        return self.priority
 
     def require_audio(self) -> Audio:
         if self.audio is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
 from harmonyspeech.engine.client import ModelClient
 from harmonyspeech.errors import (
@@ -14,14 +16,18 @@ from harmonyspeech.errors import (
     PipelineStageError,
 )
 from harmonyspeech.pipelines.context import PipelineContext
-from harmonyspeech.pipelines.spec import PipelineSpec
-from harmonyspeech.pipelines.stages import STAGES
+from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
+from harmonyspeech.pipelines.stages import STAGES, StreamingStage
 
 logger = logging.getLogger(__name__)
 
 
 class PipelineRunner:
     """Executes pipelines over a set of model clients.
+
+    Errors: client errors (4xx), overload, deadline and model-availability errors pass through
+    unchanged; any other failure becomes a ``PipelineStageError`` naming the stage. Every stage
+    is bounded by the request's remaining time (504 beyond it; its queued work is cancelled).
 
     Args:
         clients: One client per model instance name.
@@ -31,27 +37,42 @@ class PipelineRunner:
         self._clients = dict(clients)
 
     async def run(self, pipeline: PipelineSpec, ctx: PipelineContext) -> PipelineContext:
-        """Run every stage of ``pipeline`` on ``ctx``.
-
-        Each stage is bounded by the request's remaining time (504 beyond it; the stage's
-        queued work is cancelled). Client errors (4xx), overload, deadline and
-        model-availability errors pass through unchanged; any other failure is reported as
-        ``PipelineStageError`` naming the stage.
-        """
+        """Run every stage of ``pipeline`` on ``ctx``."""
         for spec in pipeline.stages:
-            timeout = ctx.remaining_s()
-            try:
-                await asyncio.wait_for(
-                    STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
-                )
-            except TimeoutError:
-                message = f"request deadline exceeded in stage {spec.kind!r}"
-                raise DeadlineExceededError(message) from None
-            except InternalError as exc:
-                raise PipelineStageError(exc.message, stage=spec.kind) from exc
-            except HarmonySpeechError:
-                raise
-            except Exception as exc:
-                logger.exception("stage %r of pipeline %r failed", spec.kind, pipeline.name)
-                raise PipelineStageError(f"{type(exc).__name__}: {exc}", stage=spec.kind) from exc
+            await self._run_stage(pipeline, spec, ctx)
         return ctx
+
+    async def stream(self, pipeline: PipelineSpec, ctx: PipelineContext) -> AsyncIterator[Any]:
+        """Run all stages but the last, then yield the last stage's output as it arrives."""
+        *head, last = pipeline.stages
+        for spec in head:
+            await self._run_stage(pipeline, spec, ctx)
+        stage = STAGES[last.kind]
+        if not isinstance(stage, StreamingStage):
+            raise InternalError(f"stage {last.kind!r} cannot stream")
+        with _reported(pipeline, last):
+            async for part in stage.stream(last, ctx, self._clients[last.model]):
+                yield part
+
+    async def _run_stage(self, pipeline: PipelineSpec, spec: StageSpec, ctx: PipelineContext):
+        timeout = ctx.remaining_s()
+        with _reported(pipeline, spec):
+            await asyncio.wait_for(
+                STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
+            )
+
+
+@contextmanager
+def _reported(pipeline: PipelineSpec, spec: StageSpec) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError:
+        message = f"request deadline exceeded in stage {spec.kind!r}"
+        raise DeadlineExceededError(message) from None
+    except InternalError as exc:
+        raise PipelineStageError(exc.message, stage=spec.kind) from exc
+    except HarmonySpeechError:
+        raise
+    except Exception as exc:
+        logger.exception("stage %r of pipeline %r failed", spec.kind, pipeline.name)
+        raise PipelineStageError(f"{type(exc).__name__}: {exc}", stage=spec.kind) from exc

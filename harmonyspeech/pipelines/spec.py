@@ -11,7 +11,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from harmonyspeech.config import EngineConfig
+from pydantic import ValidationError
+
+from harmonyspeech.config import EngineConfig, format_validation_errors
 from harmonyspeech.errors import ConfigError, NotFoundError
 from harmonyspeech.models.registry import FAMILIES
 
@@ -33,6 +35,8 @@ class PipelineSpec:
     aliases: tuple[str, ...]
     description: str
     stages: tuple[StageSpec, ...]
+    produces: str
+    """What the pipeline returns: what its last stage produces."""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -56,44 +60,50 @@ class PipelineCatalog:
     def __iter__(self) -> Iterator[PipelineSpec]:
         return iter(self._pipelines)
 
-    def resolve(self, name: str, *, requires: str | None = None) -> PipelineSpec:
+    def resolve(self, name: str, *, produces: str | None = None) -> PipelineSpec:
         """The pipeline called ``name`` (or aliased so).
 
         Args:
             name: Pipeline name or alias, as sent in the request's ``model`` field.
-            requires: A stage kind the pipeline must contain, e.g. ``"vad"`` for the VAD
-                endpoint, so a request cannot run a pipeline of the wrong kind.
+            produces: What the endpoint returns (``segments``, ``transcript``, ...); a pipeline
+                that produces something else is refused, so a request cannot run a pipeline
+                of the wrong kind.
 
         Raises:
-            NotFoundError: No such pipeline, or it lacks the required stage (param ``model``).
+            NotFoundError: No such pipeline, or it produces something else (param ``model``).
         """
         pipeline = self._by_name.get(name)
-        if pipeline is None:
+        if pipeline is None or (produces is not None and pipeline.produces != produces):
+            reason = "does not exist" if pipeline is None else "cannot serve this endpoint"
             raise NotFoundError(
-                f"model {name!r} does not exist; available: {', '.join(self.names(requires))}",
-                param="model",
-                code="model_not_found",
-            )
-        if requires is not None and pipeline.stage(requires) is None:
-            raise NotFoundError(
-                f"model {name!r} cannot serve this endpoint (it has no {requires!r} stage); "
-                f"available: {', '.join(self.names(requires))}",
+                f"model {name!r} {reason}; available: {', '.join(self.names(produces))}",
                 param="model",
                 code="model_not_found",
             )
         return pipeline
 
-    def names(self, requires: str | None = None) -> list[str]:
-        """Pipeline names (and aliases), optionally only those with a ``requires`` stage."""
+    def names(self, produces: str | None = None) -> list[str]:
+        """Pipeline names (and aliases), optionally only those producing ``produces``."""
         return [
             name
             for name, pipeline in self._by_name.items()
-            if requires is None or pipeline.stage(requires) is not None
+            if produces is None or pipeline.produces == produces
         ]
 
-    def default_for(self, kind: str) -> PipelineSpec | None:
-        """The first pipeline whose first stage is ``kind``."""
-        return next((p for p in self._pipelines if p.stages[0].kind == kind), None)
+    def default_for(self, produces: str) -> PipelineSpec:
+        """The first configured pipeline producing ``produces``.
+
+        Raises:
+            NotFoundError: None does.
+        """
+        for pipeline in self._pipelines:
+            if pipeline.produces == produces:
+                return pipeline
+        raise NotFoundError(f"no pipeline producing {produces} is configured", param="model")
+
+    def select(self, name: str | None, produces: str) -> PipelineSpec:
+        """The requested pipeline, or the default one when the request names none."""
+        return self.default_for(produces) if name is None else self.resolve(name, produces=produces)
 
 
 def build_catalog(config: EngineConfig) -> PipelineCatalog:
@@ -102,6 +112,8 @@ def build_catalog(config: EngineConfig) -> PipelineCatalog:
     Raises:
         ConfigError: A stage kind no model family performs, or a model that cannot perform it.
     """
+    from harmonyspeech.pipelines.stages import STAGES  # stages depend on this module
+
     problems = list(_stage_problems(config))
     if problems:
         raise ConfigError(problems)
@@ -111,6 +123,7 @@ def build_catalog(config: EngineConfig) -> PipelineCatalog:
             aliases=tuple(p.aliases),
             description=p.description,
             stages=tuple(StageSpec(s.kind, s.model, dict(s.options)) for s in p.stages),
+            produces=STAGES[p.stages[-1].kind].produces,
         )
         for p in config.pipelines
     )
@@ -131,3 +144,16 @@ def _stage_problems(config: EngineConfig) -> Iterator[tuple[str, str]]:
                     f"{path}.model",
                     f"model {stage.model!r} (family {family}) cannot run a {stage.kind!r} stage",
                 )
+            yield from _option_problems(f"{path}.options", stage.kind, stage.options)
+
+
+def _option_problems(path: str, kind: str, options: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    from harmonyspeech.pipelines.stages import STAGES  # stages depend on this module
+
+    try:
+        STAGES[kind].check_options(options)
+    except ValidationError as exc:
+        for where, message in format_validation_errors(exc):
+            yield f"{path}.{where}", message
+    except (ValueError, TypeError) as exc:
+        yield path, str(exc)

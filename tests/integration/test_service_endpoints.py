@@ -34,7 +34,7 @@ def test_models_list_has_openai_shape(client: httpx.Client) -> None:
 
 def test_models_are_retrievable_one_by_one(client: httpx.Client) -> None:
     assert client.get("/v1/models/vad").json()["id"] == "vad"
-    missing = client.get("/v1/models/whisper-1")
+    missing = client.get("/v1/models/tts-9")
     assert missing.status_code == 404
     assert missing.json()["error"]["param"] == "model"
 

@@ -62,7 +62,16 @@ def test_unknown_keys_are_rejected_everywhere() -> None:
 def test_unknown_family_names_the_known_ones() -> None:
     [(path, message)] = problems(with_models({"name": "w", "family": "whisper"}))
     assert path == "models[1].family"
-    assert "silero-vad" in message
+    assert "silero-vad" in message and "faster-whisper" in message
+
+
+def test_missing_family_is_reported_on_the_family_key() -> None:
+    assert problems(with_models({"name": "w"})) == [("models[1].family", "required")]
+
+
+def test_family_specific_options_are_validated() -> None:
+    bad = with_models({"name": "w", "family": "faster-whisper", "options": {"beam_size": 0}})
+    assert problems(bad) == [("models[1].options.beam_size", "must be >= 1")]
 
 
 def test_cross_references_are_checked() -> None:

@@ -66,9 +66,10 @@ async def run_with(client: ScriptedClient, ctx: PipelineContext | None = None) -
 def test_catalog_resolves_names_and_aliases() -> None:
     catalog = build_catalog(load_config(CONFIG))
     assert catalog.resolve("detect").name == "vad"
-    assert catalog.resolve("vad", requires="vad").kinds == ("vad",)
+    assert catalog.resolve("vad", produces="segments").kinds == ("vad",)
     assert catalog.names() == ["vad", "detect"]
-    assert catalog.default_for("vad").name == "vad"
+    assert catalog.default_for("segments").name == "vad"
+    assert catalog.select(None, "segments").name == "vad"
 
 
 def test_unknown_pipeline_lists_the_available_ones() -> None:
@@ -76,8 +77,10 @@ def test_unknown_pipeline_lists_the_available_ones() -> None:
     with pytest.raises(NotFoundError, match="available: vad, detect") as info:
         catalog.resolve("tts-1")
     assert info.value.param == "model"
-    with pytest.raises(NotFoundError, match="no 'transcribe' stage"):
-        catalog.resolve("vad", requires="transcribe")
+    with pytest.raises(NotFoundError, match="cannot serve this endpoint"):
+        catalog.resolve("vad", produces="transcript")
+    with pytest.raises(NotFoundError, match="no pipeline producing transcript"):
+        catalog.select(None, "transcript")
 
 
 def test_stage_kind_must_be_a_task_of_the_model_family() -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.protocol import SegmentOut, VadResponse
-from harmonyspeech.audio import decode_audio
-from harmonyspeech.errors import NotFoundError
+from harmonyspeech.api.uploads import read_audio
 from harmonyspeech.models.types import VadParams
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
-from harmonyspeech.pipelines.spec import PipelineSpec
 
 router = APIRouter()
 
@@ -37,12 +34,9 @@ async def detect_speech(
     speech_pad_ms: Millis = None,
     max_speech_duration_s: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
 ) -> VadResponse:
-    pipeline = _pipeline(runtime, model)
+    pipeline = runtime.catalog.select(model, produces="segments")
     limits = runtime.config.server.limits
-    data = await file.read()
-    audio = await run_in_threadpool(
-        decode_audio, data, sample_rate=VAD_DECODE_RATE, max_seconds=limits.max_audio_seconds
-    )
+    audio = await read_audio(file, limits, sample_rate=VAD_DECODE_RATE)
     params = VadParams(
         threshold=threshold,
         neg_threshold=neg_threshold,
@@ -53,18 +47,9 @@ async def detect_speech(
     )
     ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio, vad_params=params)
     await runtime.runner.run(pipeline, ctx)
-    assert ctx.vad is not None  # the pipeline has a vad stage (checked by resolve)
+    assert ctx.vad is not None  # the pipeline ends in a vad stage (checked by select)
     return VadResponse(
         model=pipeline.name,
         duration=ctx.vad.duration,
         segments=[SegmentOut(start=s.start, end=s.end) for s in ctx.vad.segments],
     )
-
-
-def _pipeline(runtime: EngineRuntime, model: str | None) -> PipelineSpec:
-    if model is not None:
-        return runtime.catalog.resolve(model, requires="vad")
-    default = runtime.catalog.default_for("vad")
-    if default is None:
-        raise NotFoundError("no pipeline with a 'vad' stage is configured", param="model")
-    return default

@@ -1,0 +1,102 @@
+"""Transcripts in OpenAI's ``response_format`` shapes: json, text, srt, vtt, verbose_json."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from harmonyspeech.models.types import TranscribedSegment
+from harmonyspeech.pipelines.transcripts import Transcript
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+
+# Whisper's language names, which OpenAI's verbose_json reports instead of codes.
+LANGUAGE_NAMES = {
+    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian",
+    "ko": "korean", "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish",
+    "pl": "polish", "ca": "catalan", "nl": "dutch", "ar": "arabic", "sv": "swedish",
+    "it": "italian", "id": "indonesian", "hi": "hindi", "fi": "finnish", "vi": "vietnamese",
+    "he": "hebrew", "uk": "ukrainian", "el": "greek", "ms": "malay", "cs": "czech",
+    "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil", "no": "norwegian",
+    "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian", "lt": "lithuanian",
+    "la": "latin", "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak",
+    "te": "telugu", "fa": "persian", "lv": "latvian", "bn": "bengali", "sr": "serbian",
+    "az": "azerbaijani", "sl": "slovenian", "kn": "kannada", "et": "estonian",
+    "mk": "macedonian", "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian",
+    "ne": "nepali", "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian",
+    "sw": "swahili", "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala",
+    "km": "khmer", "sn": "shona", "yo": "yoruba", "so": "somali", "af": "afrikaans",
+    "oc": "occitan", "ka": "georgian", "be": "belarusian", "tg": "tajik", "sd": "sindhi",
+    "gu": "gujarati", "am": "amharic", "yi": "yiddish", "lo": "lao", "uz": "uzbek",
+    "fo": "faroese", "ht": "haitian creole", "ps": "pashto", "tk": "turkmen",
+    "nn": "nynorsk", "mt": "maltese", "sa": "sanskrit", "lb": "luxembourgish",
+    "my": "myanmar", "bo": "tibetan", "tl": "tagalog", "mg": "malagasy", "as": "assamese",
+    "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa", "ba": "bashkir",
+    "jw": "javanese", "su": "sundanese", "yue": "cantonese",
+}  # fmt: skip
+
+
+def usage(transcript: Transcript) -> dict[str, Any]:
+    """Billing-style usage: whole seconds of input audio."""
+    return {"type": "duration", "seconds": math.ceil(transcript.duration)}
+
+
+def as_json(transcript: Transcript) -> dict[str, Any]:
+    return {"text": transcript.text, "usage": usage(transcript)}
+
+
+def as_verbose_json(transcript: Transcript, *, task: str, words: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task": task,
+        "language": LANGUAGE_NAMES.get(transcript.language, transcript.language),
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [_segment(i, s) for i, s in enumerate(transcript.segments)],
+        "usage": usage(transcript),
+    }
+    if words:
+        body["words"] = [
+            {"word": w.word, "start": round(w.start, 2), "end": round(w.end, 2)}
+            for s in transcript.segments
+            for w in s.words
+        ]
+    return body
+
+
+def _segment(index: int, segment: TranscribedSegment) -> dict[str, Any]:
+    return {
+        "id": index,
+        "seek": 0,
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "tokens": list(segment.tokens),
+        "temperature": segment.temperature,
+        "avg_logprob": segment.avg_logprob,
+        "compression_ratio": segment.compression_ratio,
+        "no_speech_prob": segment.no_speech_prob,
+    }
+
+
+def as_srt(transcript: Transcript) -> str:
+    blocks = [
+        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text.strip()}\n"
+        for i, s in enumerate(transcript.segments, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def as_vtt(transcript: Transcript) -> str:
+    blocks = [
+        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text.strip()}\n"
+        for s in transcript.segments
+    ]
+    return "\n".join(["WEBVTT\n", *blocks])
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"

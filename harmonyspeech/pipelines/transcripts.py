@@ -1,0 +1,87 @@
+"""Transcription requests: 30-second windows out, one ordered transcript back in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harmonyspeech.audio import Audio
+from harmonyspeech.models.types import SpeechSegment, TranscribedSegment, WindowTranscript
+
+WINDOW_S = 30.0
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    """What the client asked for."""
+
+    task: str = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class Span:
+    """A contiguous stretch of the input, in seconds."""
+
+    start: float
+    end: float
+
+
+@dataclass
+class Transcript:
+    """A whole request's transcript: segments in order with absolute times."""
+
+    language: str
+    duration: float
+    segments: list[TranscribedSegment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments).strip()
+
+    def extend(self, window: WindowTranscript) -> list[TranscribedSegment]:
+        """Append a window's segments; returns the ones that carry text."""
+        spoken = [s for s in window.segments if s.text.strip()]
+        self.segments.extend(spoken)
+        return spoken
+
+
+def plan_windows(duration: float, speech: tuple[SpeechSegment, ...] | None) -> list[Span]:
+    """Cut the input into windows of at most 30 s.
+
+    With VAD segments, each window spans consecutive speech segments (silence between them
+    included, so times stay absolute) and silence outside speech is skipped; a segment longer
+    than a window is cut. Without VAD, the input is cut every 30 s.
+    """
+    if speech is None:
+        return _fixed(Span(0.0, duration))
+    windows: list[Span] = []
+    current: Span | None = None
+    for segment in speech:
+        span = Span(segment.start, min(segment.end, duration))
+        if current is not None and span.end - current.start <= WINDOW_S:
+            current = Span(current.start, span.end)
+            continue
+        if current is not None:
+            windows += _fixed(current)
+        current = span
+    if current is not None:
+        windows += _fixed(current)
+    return [w for w in windows if w.end - w.start > 0.01]
+
+
+def _fixed(span: Span) -> list[Span]:
+    starts = np.arange(span.start, span.end, WINDOW_S)
+    return [Span(float(s), float(min(s + WINDOW_S, span.end))) for s in starts]
+
+
+def window_audio(audio: Audio, span: Span) -> np.ndarray:
+    """The samples of ``span`` (16 kHz mono)."""
+    start = round(span.start * audio.sample_rate)
+    end = round(span.end * audio.sample_rate)
+    return audio.samples[start:end]
