@@ -8,6 +8,7 @@ import importlib
 BENCHMARKS = {
     "vad": "benchmarks.bench_vad",
     "whisper": "benchmarks.bench_whisper",
+    "frontend": "benchmarks.bench_frontend",
 }
 
 
