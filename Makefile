@@ -2,6 +2,8 @@
 #
 # TORCH_SPEC picks the torch build installed before anything that depends on it; CI sets
 # TORCH_SPEC=torch==2.13.0 (a local CPU wheel). On a user machine plain `torch` is fine.
+# `make test` first fetches upstream MeloTTS's network code (the PyPI sdist, SHA-256 pinned) into
+# .cache/ as the oracle of the parity tests; the tests themselves never touch the network.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,6 +28,7 @@ serve: install
 	$(VENV)/bin/harmonyspeech serve --config $(CONFIG)
 
 test: install
+	$(PY) tests/unit/melo/fetch_reference.py
 	$(PY) -m pytest
 
 lint: install

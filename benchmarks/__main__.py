@@ -9,6 +9,7 @@ BENCHMARKS = {
     "vad": "benchmarks.bench_vad",
     "whisper": "benchmarks.bench_whisper",
     "frontend": "benchmarks.bench_frontend",
+    "melo": "benchmarks.bench_melo_network",
 }
 
 

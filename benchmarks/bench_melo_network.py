@@ -1,0 +1,257 @@
+"""MeloTTS network throughput: our runtime against the unoptimised network, in one run.
+
+Real-size architecture (the official English hyperparameters, 51.9 M parameters) with random
+weights from ``build_melo_checkpoint(size="real")``, and synthetic sentences of 21-121 tokens
+(blank-interspersed, as the frontend produces them) with 768-d BERT features. Durations come
+from the random duration predictors (about 3-5 frames per token).
+
+Rows, all on the same items and weights:
+
+* the baseline, a plain batch-1 loop of the unoptimised network: upstream's own
+  ``SynthesizerTrn`` (fetched by ``tests/unit/melo/fetch_reference.py``) under ``torch.no_grad``
+  as upstream's ``TTS`` runs it, and with autograd on; without the upstream cache, our network
+  with unfolded weight norm, the default layout and autograd on;
+* our runtime item by item (batch 1), and batched 4 and 16 items per call (items grouped by
+  length, as the scheduler does); on CPU the batched front half is followed by per-item
+  decoding (the default), and one row shows the whole-batch masked decoder instead.
+
+Throughput is audio seconds per wall second (``x_realtime``; its inverse is the real-time
+factor). Every variant is warmed up first (oneDNN builds kernels per new shape). Also reported:
+the largest difference between our waveforms and upstream's (same seeds), and between batched
+and batch-1 waveforms.
+
+Run: ``python -m benchmarks.bench_melo_network [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.harness import BenchResult
+from harmonyspeech.models.melo import MeloSynthesizer, SynthesisItem, build_melo_checkpoint
+from harmonyspeech.models.melo.checkpoint import (
+    CHECKPOINT_FILE,
+    load_hparams,
+    network_from_state_dict,
+    read_state_dict,
+)
+from harmonyspeech.models.melo.network import PerItemNoise
+
+TOKENS_FULL = tuple(range(21, 122, 20)) + tuple(range(27, 122, 10))
+TOKENS_QUICK = (21, 61, 101, 41)
+SAMPLE_RATE = 44100
+HOP = 512
+
+Synthesize = Callable[[Sequence[SynthesisItem]], list[np.ndarray]]
+
+
+def corpus(token_counts: Sequence[int]) -> list[SynthesisItem]:
+    """English-like items: blanks at even positions, EN tones and language id, BERT features."""
+    items = []
+    for index, n in enumerate(token_counts):
+        rng = np.random.default_rng(index)
+        phones, tones = rng.integers(1, 219, n), rng.integers(7, 11, n)
+        languages = np.full(n, 2)
+        for array in (phones, tones, languages):
+            array[::2] = 0
+        items.append(
+            SynthesisItem(
+                phones=phones,
+                tones=tones,
+                languages=languages,
+                speaker_id=index % 5,
+                ja_bert=rng.normal(0.0, 0.5, (768, n)).astype(np.float32),
+                seed=1000 + index,
+            )
+        )
+    return items
+
+
+def measure(name: str, synthesize: Synthesize, items, batch: int) -> tuple[dict, list]:
+    """One timed pass over ``items`` in calls of ``batch`` (after an untimed warm-up)."""
+    groups = _length_groups(items, batch)
+    synthesize(groups[0][:2])
+    started = time.perf_counter()
+    outputs: dict[int, np.ndarray] = {}
+    for group in groups:
+        for item, audio in zip(group, synthesize(group), strict=True):
+            outputs[id(item)] = audio
+    wall = time.perf_counter() - started
+    audio = [outputs[id(item)] for item in items]
+    audio_s = sum(len(a) for a in audio) / SAMPLE_RATE
+    row = {
+        "variant": name,
+        "batch": batch,
+        "items": len(items),
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "x_realtime": audio_s / wall,
+        "rtf": wall / audio_s,
+    }
+    return row, audio
+
+
+def _length_groups(items: Sequence[SynthesisItem], size: int) -> list[list[SynthesisItem]]:
+    ordered = sorted(items, key=lambda item: item.n_tokens)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def upstream_runner(checkpoint: Path, *, autograd: bool) -> Synthesize | None:
+    """Upstream ``SynthesizerTrn.infer`` item by item, as ``TTS.tts_to_file`` calls it."""
+    import json
+
+    from tests.unit.melo.fetch_reference import DEFAULT_DEST, is_fetched, load_reference
+
+    if not is_fetched(DEFAULT_DEST):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = load_reference(DEFAULT_DEST)
+        config = json.loads((checkpoint / "config.json").read_text())
+        network = models.SynthesizerTrn(
+            len(config["symbols"]),
+            config["data"]["filter_length"] // 2 + 1,
+            config["train"]["segment_size"] // config["data"]["hop_length"],
+            n_speakers=config["data"]["n_speakers"],
+            num_tones=config["num_tones"],
+            num_languages=config["num_languages"],
+            **config["model"],
+        )
+    state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    network.load_state_dict(state["model"], strict=True)
+    network.eval()
+
+    def one(item: SynthesisItem) -> np.ndarray:
+        n = item.n_tokens
+        torch.manual_seed(item.seed)
+        audio = network.infer(
+            torch.as_tensor(item.phones)[None],
+            torch.tensor([n]),
+            torch.tensor([item.speaker_id]),
+            torch.as_tensor(item.tones)[None],
+            torch.as_tensor(item.languages)[None],
+            torch.zeros(1, 1024, n),
+            torch.as_tensor(item.ja_bert)[None],
+            sdp_ratio=item.sdp_ratio,
+            noise_scale=item.noise_scale,
+            noise_scale_w=item.noise_scale_w,
+            length_scale=item.length_scale,
+        )[0]
+        return audio[0, 0].detach().numpy()
+
+    def synthesize(items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        with torch.set_grad_enabled(autograd):
+            return [one(item) for item in items]
+
+    return synthesize
+
+
+def unoptimised_runner(checkpoint: Path) -> Synthesize:
+    """Our network as loaded, unprepared: weight norm unfolded, default layout, autograd on."""
+    hparams = load_hparams(checkpoint)
+    network = network_from_state_dict(hparams, read_state_dict(checkpoint / CHECKPOINT_FILE))
+    network.eval()
+    collate = MeloSynthesizer(network, hparams, decoder_batch_size=1)._collate
+
+    def synthesize(items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        out = []
+        for item in items:
+            result = network.infer(collate([item]), PerItemNoise([item.seed]))
+            frames = int(result.frames[0])
+            out.append(result.audio[0, : frames * HOP].detach().numpy())
+        return out
+
+    return synthesize
+
+
+def run(quick: bool = False) -> BenchResult:
+    """Run the benchmark; ``quick`` uses 4 items and skips the autograd and batch-16 rows."""
+    threads = int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    items = corpus(TOKENS_QUICK if quick else TOKENS_FULL)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = build_melo_checkpoint(Path(tmp), size="real", seed=0)
+        rows, outputs = _baselines(checkpoint, items, quick)
+        synth = MeloSynthesizer.from_checkpoint_dir(checkpoint)
+        for batch in (1, 4) if quick else (1, 4, 16):
+            name = "ours, batch-1 loop" if batch == 1 else "ours, batched"
+            row, audio = measure(name, synth.synthesize, items, batch)
+            rows.append(row)
+            outputs[f"ours-{batch}"] = audio
+        if not quick:
+            # On CPU the default decodes items one by one; this row shows why.
+            masked = MeloSynthesizer.from_checkpoint_dir(checkpoint, decoder_batch_size=None)
+            row, outputs["ours-masked"] = measure(
+                "ours, batched, whole-batch masked decoder", masked.synthesize, items, 4
+            )
+            rows.append(row)
+    return _result(rows, outputs, threads, quick)
+
+
+def _baselines(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[str, list]]:
+    rows, outputs = [], {}
+    upstream = upstream_runner(checkpoint, autograd=False)
+    if upstream is not None:
+        row, outputs["baseline"] = measure("upstream SynthesizerTrn, no_grad", upstream, items, 1)
+        rows.append(row)
+        if not quick:
+            with_grad = upstream_runner(checkpoint, autograd=True)
+            rows.append(measure("upstream SynthesizerTrn, autograd", with_grad, items, 1)[0])
+    else:
+        name = "ours unoptimised (unfolded WN, autograd)"
+        row, outputs["baseline"] = measure(name, unoptimised_runner(checkpoint), items, 1)
+        rows.append(row)
+    return rows, outputs
+
+
+def _result(rows: list[dict], outputs: dict[str, list], threads: int, quick: bool) -> BenchResult:
+    baseline = rows[0]["x_realtime"]
+    for row in rows:
+        row["speedup"] = row["x_realtime"] / baseline
+    ours = [row for row in rows if row["variant"].startswith("ours")]
+    single = outputs["ours-1"]
+    summary = {
+        "baseline": rows[0]["variant"],
+        "threads": threads,
+        "best_speedup_vs_baseline": max(row["speedup"] for row in ours),
+        "batch1_speedup_vs_baseline": ours[0]["speedup"],
+        "max_abs_diff_vs_baseline": _max_diff(single, outputs["baseline"]),
+        "max_abs_diff_batched_vs_batch1": max(
+            _max_diff(outputs[key], single) for key in outputs if key.startswith("ours")
+        ),
+        "quick": quick,
+    }
+    for row in rows:
+        if row["variant"].endswith("autograd"):
+            best = max(r["x_realtime"] for r in ours)
+            summary["best_speedup_vs_autograd_baseline"] = best / row["x_realtime"]
+    return BenchResult(name="melo_network", rows=rows, summary=summary)
+
+
+def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    if any(x.shape != y.shape for x, y in zip(a, b, strict=True)):
+        return float("inf")
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 items, fewer rows")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    path = result.save()
+    print(result.table())
+    print(f"  -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""HiFi-GAN generator (decoder) with frame masks for exact batching.
+
+Upstream runs the generator without masks, so in a padded batch the activations of the padding
+(non-zero after ``conv_pre``'s bias and the speaker term) leak into the last frames of shorter
+items. Here every convolution sees its input multiplied by the item's mask at that stage's
+resolution: zeros past an item's end reproduce exactly the zero padding the convolution sees
+when the item runs alone. That holds for the transposed convolutions too, because an output
+sample near position ``u * L`` only receives contributions from inputs before ``L``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from harmonyspeech.models.melo.conv import Conv
+
+LRELU_SLOPE = 0.1
+# Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.
+FINAL_LRELU_SLOPE = 0.01
+
+
+def _masked_(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Zero ``x`` past each item's end, in place: only ever applied to fresh intermediates,
+    because the decoder's tensors are big and every extra copy costs memory bandwidth."""
+    return x if mask is None else x.mul_(mask)
+
+
+class ResBlock1(nn.Module):
+    """Three residual units ``x += conv2(lrelu(conv1(lrelu(x))))`` with dilated ``conv1``."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...]):
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            _resblock_conv(channels, kernel_size, dilation) for dilation in dilations
+        )
+        self.convs2 = nn.ModuleList(_resblock_conv(channels, kernel_size, 1) for _ in dilations)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
+            y = conv1(_masked_(F.leaky_relu(x, LRELU_SLOPE), mask))
+            y = _masked_(F.leaky_relu_(y, LRELU_SLOPE), mask)
+            x = conv2(y).add_(x)
+        return _masked_(x, mask)
+
+
+def _resblock_conv(channels: int, kernel_size: int, dilation: int) -> Conv:
+    padding = (kernel_size * dilation - dilation) // 2
+    return Conv(
+        channels, channels, kernel_size, padding=padding, dilation=dilation, weight_norm=True
+    )
+
+
+class Generator(nn.Module):
+    """Latent frames ``[B, C, T]`` to waveforms ``[B, 1, T * prod(upsample_rates)]``.
+
+    Args:
+        in_channels: Latent channels.
+        resblock_kernel_sizes: Kernel size of each parallel ResBlock1 per stage.
+        resblock_dilation_sizes: Dilations of each ResBlock1.
+        upsample_rates: Upsampling factor per stage.
+        upsample_initial_channel: Channels before the first stage (halved at each stage).
+        upsample_kernel_sizes: Transposed-convolution taps per stage.
+        gin_channels: Speaker vector size (0: none).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        resblock_kernel_sizes: tuple[int, ...],
+        resblock_dilation_sizes: tuple[tuple[int, ...], ...],
+        upsample_rates: tuple[int, ...],
+        upsample_initial_channel: int,
+        upsample_kernel_sizes: tuple[int, ...],
+        gin_channels: int,
+    ):
+        super().__init__()
+        self.upsample_rates = tuple(upsample_rates)
+        self.n_kernels = len(resblock_kernel_sizes)
+        self.channels_last = False
+        self.conv_pre = nn.Conv1d(in_channels, upsample_initial_channel, 7, padding=3)
+        self.ups = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(upsample_rates, upsample_kernel_sizes, strict=True)):
+            channels = upsample_initial_channel >> (i + 1)
+            self.ups.append(
+                Conv(
+                    upsample_initial_channel >> i,
+                    channels,
+                    kernel,
+                    stride=rate,
+                    padding=(kernel - rate) // 2,
+                    weight_norm=True,
+                    transposed=True,
+                )
+            )
+            for size, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
+                self.resblocks.append(ResBlock1(channels, size, tuple(dilations)))
+        self.conv_post = Conv(channels, 1, 7, padding=3, bias=False)
+        self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1) if gin_channels else None
+
+    def use_channels_last(self) -> None:
+        """Run the stages as 2-D convolutions in channels-last format (faster with oneDNN).
+
+        Requires folded weight norm.
+        """
+        for module in (*self.ups, *self.resblocks, self.conv_post):
+            for conv in module.modules():
+                if isinstance(conv, Conv):
+                    conv.use_channels_last()
+        self.channels_last = True
+
+    def forward(self, z: Tensor, g: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """Decode latent frames.
+
+        Args:
+            z: ``[B, C, T]`` latent frames, zero past each item's end.
+            g: ``[B, gin, 1]`` speaker vectors.
+            mask: ``[B, 1, T]`` frame mask, or None when no item is padded (e.g. batch of one).
+
+        Returns:
+            ``[B, 1, T * hop]`` waveforms in (-1, 1).
+        """
+        x = self.conv_pre(z)
+        if self.cond is not None and g is not None:
+            x = x + self.cond(g)
+        if self.channels_last:
+            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            mask = None if mask is None else mask.unsqueeze(2)
+        for i, (up, rate) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
+            x = up(_masked_(F.leaky_relu_(x, LRELU_SLOPE), mask))
+            mask = None if mask is None else mask.repeat_interleave(rate, dim=-1)
+            x = self._stage(i, x, mask)
+        x = self.conv_post(_masked_(F.leaky_relu_(x, FINAL_LRELU_SLOPE), mask))
+        x = torch.tanh_(x)
+        return x.squeeze(2) if self.channels_last else x
+
+    def _stage(self, index: int, x: Tensor, mask: Tensor | None) -> Tensor:
+        blocks = self.resblocks[index * self.n_kernels : (index + 1) * self.n_kernels]
+        total = blocks[0](x, mask)
+        for block in blocks[1:]:
+            total.add_(block(x, mask))
+        return total.div_(self.n_kernels)

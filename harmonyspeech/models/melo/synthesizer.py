@@ -1,0 +1,314 @@
+"""Batched MeloTTS synthesis: sentences in, 44.1 kHz float32 waveforms out.
+
+Usage::
+
+    synth = MeloSynthesizer.from_checkpoint_dir("MeloTTS-English")  # config.json + checkpoint.pth
+    items = [SynthesisItem(phones=..., tones=..., languages=..., speaker_id=synth.spk2id["EN-US"],
+                           ja_bert=..., length_scale=1 / speed, seed=42), ...]
+    waveforms = synth.synthesize(items)  # one float32 array per item, at synth.sample_rate
+
+Items of any lengths share one forward pass, and each waveform equals what the item gives when
+run alone (with a seed, bit-for-bit up to float rounding; see ``MeloNetwork.infer``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harmonyspeech.models.melo.checkpoint import load_network
+from harmonyspeech.models.melo.hparams import MeloHParams
+from harmonyspeech.models.melo.items import SynthesisItem
+from harmonyspeech.models.melo.network import MeloNetwork, NetworkInputs, PerItemNoise
+from harmonyspeech.models.melo.text_encoder import BERT_CHANNELS, JA_BERT_CHANNELS
+
+AVERAGE_FRAMES_PER_TOKEN = 3.0
+"""Rough latent frames per token (blanks included) at speed 1, for cost estimates only."""
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class InvalidItemError(ValueError):
+    """A :class:`SynthesisItem` cannot be synthesised by this model (bad ids, shapes, knobs)."""
+
+
+class MeloSynthesizer:
+    """A loaded MeloTTS model that synthesises batches of sentences.
+
+    Build it with :meth:`from_checkpoint_dir` (official files) or :meth:`from_random_weights`
+    (the real architecture, untrained). It holds no per-call state; call :meth:`synthesize`
+    from one thread at a time (the worker's inference thread) and set torch's thread count in
+    the caller.
+
+    Args:
+        network: A network prepared with ``prepare_for_inference``.
+        hparams: Its hyperparameters.
+        decoder_batch_size: Most items the decoder runs at once; ``"auto"``: 1 on CPU (faster
+            there), the whole batch elsewhere. Results never depend on it.
+        bucket_lengths: Pad lengths to a few fixed sizes so shapes repeat (see
+            ``MeloNetwork.infer``); off by default, neutral on CPU. Results never depend on it.
+
+    Attributes:
+        network: The prepared torch module.
+        hparams: The checkpoint's hyperparameters.
+    """
+
+    def __init__(
+        self,
+        network: MeloNetwork,
+        hparams: MeloHParams,
+        *,
+        decoder_batch_size: int | str | None = "auto",
+        bucket_lengths: bool = False,
+    ):
+        self.network = network
+        self.bucket_lengths = bucket_lengths
+        self.hparams = hparams
+        self._device = network.emb_g.weight.device
+        if decoder_batch_size == "auto":
+            # Measured: on CPU the decoder is compute-bound and batching only adds padding and
+            # cache misses, so items are decoded one by one after the batched front half.
+            decoder_batch_size = 1 if self._device.type == "cpu" else None
+        self.decoder_batch_size = decoder_batch_size
+
+    @classmethod
+    def from_checkpoint_dir(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+        channels_last: bool | None = None,
+        decoder_batch_size: int | str | None = "auto",
+        bucket_lengths: bool = False,
+    ) -> MeloSynthesizer:
+        """Load ``config.json`` + ``checkpoint.pth`` from a directory.
+
+        Args:
+            path: The checkpoint directory.
+            device: Torch device.
+            dtype: Decoder precision (``float32``, ``bfloat16``, ``float16`` or ``auto``, which
+                is float32). Durations are always float32, so only the waveform's rounding
+                changes. bfloat16 is only fast on CPUs with native bf16 (AVX512-BF16/AMX).
+            channels_last: Decoder layout; None: channels-last on CPU.
+            decoder_batch_size: See the class arguments.
+            bucket_lengths: See the class arguments.
+
+        Raises:
+            harmonyspeech.errors.ModelLoadError: The files are missing or do not match.
+        """
+        network, hparams = load_network(
+            path, device=device, decoder_dtype=_resolve_dtype(dtype), channels_last=channels_last
+        )
+        return cls(
+            network,
+            hparams,
+            decoder_batch_size=decoder_batch_size,
+            bucket_lengths=bucket_lengths,
+        )
+
+    @classmethod
+    def from_random_weights(
+        cls,
+        *,
+        size: str = "real",
+        seed: int = 0,
+        speakers: Mapping[str, int] | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
+    ) -> MeloSynthesizer:
+        """The official architecture with sensible random weights (demo mode, no checkpoint).
+
+        See :func:`harmonyspeech.models.melo.fixtures.random_network` for ``size`` and
+        ``speakers``.
+        """
+        from harmonyspeech.models.melo.fixtures import random_network
+
+        network, hparams = random_network(size=size, seed=seed, speakers=speakers)
+        device = torch.device(device)
+        network.to(device)
+        network.prepare_for_inference(
+            channels_last=device.type == "cpu", decoder_dtype=_resolve_dtype(dtype)
+        )
+        return cls(network, hparams)
+
+    @property
+    def sample_rate(self) -> int:
+        """Output sample rate in Hz."""
+        return self.hparams.sampling_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per latent frame."""
+        return self.hparams.hop_length
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbol table: ``symbols[id]``."""
+        return list(self.hparams.symbols)
+
+    @property
+    def spk2id(self) -> dict[str, int]:
+        """Speaker names to ``speaker_id``."""
+        return dict(self.hparams.spk2id)
+
+    @property
+    def n_speakers(self) -> int:
+        """Rows of the speaker table; valid ``speaker_id`` values are below it."""
+        return self.network.n_speakers
+
+    def frames_estimate(self, item: SynthesisItem) -> float:
+        """Expected latent frames of an item: a cheap cost for batch budgeting.
+
+        Proportional to token count and ``length_scale``; the true count is only known after
+        the duration predictor runs.
+        """
+        return item.n_tokens * item.length_scale * AVERAGE_FRAMES_PER_TOKEN
+
+    def validate(self, item: SynthesisItem) -> None:
+        """Check that an item can run, so a bad item can fail alone before batching.
+
+        Raises:
+            InvalidItemError: With a message naming the offending field.
+        """
+        n = item.n_tokens
+        if n < 1:
+            raise InvalidItemError("phones must be a non-empty 1-D array")
+        hp = self.hparams
+        for name, limit in (
+            ("phones", hp.n_vocab),
+            ("tones", hp.num_tones),
+            ("languages", hp.num_languages),
+        ):
+            _check_ids(name, getattr(item, name), n, limit)
+        _check_features("bert", item.bert, BERT_CHANNELS, n)
+        _check_features("ja_bert", item.ja_bert, JA_BERT_CHANNELS, n)
+        if not 0 <= item.speaker_id < self.n_speakers:
+            raise InvalidItemError(f"speaker_id {item.speaker_id} not in [0, {self.n_speakers})")
+        _check_knobs(item)
+
+    def synthesize(self, items: Sequence[SynthesisItem]) -> list[np.ndarray]:
+        """Synthesise a batch of items in one forward pass.
+
+        Args:
+            items: Sentences of any lengths, each with its own speaker, knobs and seed.
+
+        Returns:
+            One float32 waveform per item, in order, ``frames * hop_length`` samples long.
+
+        Raises:
+            InvalidItemError: An item is invalid (see :meth:`validate`); nothing runs.
+        """
+        if not items:
+            return []
+        for index, item in enumerate(items):
+            try:
+                self.validate(item)
+            except InvalidItemError as exc:
+                raise InvalidItemError(f"item {index}: {exc}") from exc
+        seeds = [item.seed if item.seed is not None else _fresh_seed() for item in items]
+        with torch.inference_mode():
+            out = self.network.infer(
+                self._collate(items),
+                PerItemNoise(seeds),
+                decoder_batch_size=self.decoder_batch_size,
+                bucket_lengths=self.bucket_lengths,
+            )
+            audio = out.audio.cpu().numpy()
+            frames = out.frames.tolist()
+        return [audio[i, : f * self.hop_length].copy() for i, f in enumerate(frames)]
+
+    def _collate(self, items: Sequence[SynthesisItem]) -> NetworkInputs:
+        lengths = [item.n_tokens for item in items]
+
+        def ids(name: str) -> torch.Tensor:
+            out = np.zeros((len(items), max(lengths)), dtype=np.int64)
+            for row, item in zip(out, items, strict=True):
+                row[: item.n_tokens] = getattr(item, name)
+            return self._tensor(out)
+
+        def knob(name: str) -> torch.Tensor:
+            values = [float(getattr(item, name)) for item in items]
+            return self._tensor(np.asarray(values, dtype=np.float32))
+
+        return NetworkInputs(
+            phones=ids("phones"),
+            tones=ids("tones"),
+            languages=ids("languages"),
+            lengths=self._tensor(np.asarray(lengths, dtype=np.int64)),
+            speakers=self._tensor(np.asarray([item.speaker_id for item in items], np.int64)),
+            bert=self._features(items, "bert", BERT_CHANNELS),
+            ja_bert=self._features(items, "ja_bert", JA_BERT_CHANNELS),
+            sdp_ratio=knob("sdp_ratio"),
+            noise_scale=knob("noise_scale"),
+            noise_scale_w=knob("noise_scale_w"),
+            length_scale=knob("length_scale"),
+        )
+
+    def _features(
+        self, items: Sequence[SynthesisItem], name: str, channels: int
+    ) -> torch.Tensor | None:
+        if all(getattr(item, name) is None for item in items):
+            return None
+        out = np.zeros((len(items), channels, max(i.n_tokens for i in items)), np.float32)
+        for row, item in zip(out, items, strict=True):
+            features = getattr(item, name)
+            if features is not None:
+                row[:, : item.n_tokens] = features
+        return self._tensor(out)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(self._device)
+
+
+def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.float32
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unsupported dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def _fresh_seed() -> int:
+    return int(torch.seed()) & (2**63 - 1)
+
+
+def _check_ids(name: str, values: np.ndarray, n: int, limit: int) -> None:
+    array = np.asarray(values)
+    if array.shape != (n,) or not np.issubdtype(array.dtype, np.integer):
+        raise InvalidItemError(f"{name} must be an integer array of shape ({n},)")
+    if array.min() < 0 or array.max() >= limit:
+        raise InvalidItemError(f"{name} ids must be in [0, {limit})")
+
+
+def _check_features(name: str, values: np.ndarray | None, channels: int, n: int) -> None:
+    if values is None:
+        return
+    array = np.asarray(values)
+    if array.shape != (channels, n):
+        raise InvalidItemError(f"{name} must have shape ({channels}, {n}), not {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidItemError(f"{name} has non-finite values")
+
+
+def _check_knobs(item: SynthesisItem) -> None:
+    knobs = {
+        "sdp_ratio": (item.sdp_ratio, 0.0, 1.0),
+        "noise_scale": (item.noise_scale, 0.0, math.inf),
+        "noise_scale_w": (item.noise_scale_w, 0.0, math.inf),
+        "length_scale": (item.length_scale, 0.0, math.inf),
+    }
+    for name, (value, low, high) in knobs.items():
+        if not (math.isfinite(value) and low <= value <= high):
+            raise InvalidItemError(f"{name}={value} out of range [{low}, {high}]")
+    if item.length_scale <= 0:
+        raise InvalidItemError("length_scale must be > 0")
+    if item.seed is not None and not 0 <= item.seed < 2**63:
+        raise InvalidItemError("seed must be in [0, 2**63)")

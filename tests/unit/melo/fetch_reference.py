@@ -1,0 +1,102 @@
+"""Fetch the upstream MeloTTS network code, used only as a test oracle.
+
+The PyPI sdist ``melotts==0.1.1`` cannot be pip-installed (it lacks ``requirements.txt``), but its
+network modules import standalone with current torch. This script downloads the pinned sdist
+from files.pythonhosted.org, checks its SHA-256, and extracts only the network files (and the
+MIT licence) into a git-ignored cache directory. Tests never download; they skip (or fail, with
+``HARMONYSPEECH_REQUIRE_MELO_REF=1``) when the cache is missing.
+
+Usage::
+
+    python tests/unit/melo/fetch_reference.py            # into .cache/melotts-ref
+    python tests/unit/melo/fetch_reference.py --dest DIR
+
+``load_reference(dest)`` imports the cached code as the package ``melotts_reference`` (without
+touching ``sys.path``) and returns its ``models`` module, whose ``SynthesizerTrn`` is upstream's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import importlib.util
+import io
+import os
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DEST = Path(os.environ.get("HARMONYSPEECH_MELO_REF", ROOT / ".cache" / "melotts-ref"))
+
+# From https://pypi.org/pypi/melotts/json (release 0.1.1, the only one).
+SDIST_URL = (
+    "https://files.pythonhosted.org/packages/3b/a1/"
+    "3f0570d4bf21eb71e862c52920a5ccb54321df5fed5fc56380e80ae091b6/melotts-0.1.1.tar.gz"
+)
+SDIST_SHA256 = "e1ce679ee827e99b8eeaac5715e432737fa9d00f197139d4c85757464b76d1dd"
+MEMBERS = (
+    "LICENSE",
+    "melo/__init__.py",
+    "melo/attentions.py",
+    "melo/commons.py",
+    "melo/models.py",
+    "melo/modules.py",
+    "melo/transforms.py",
+)
+PACKAGE = "melotts_reference"
+
+
+def is_fetched(dest: Path = DEFAULT_DEST) -> bool:
+    """Whether every reference file is in ``dest``."""
+    return all((dest / member).is_file() for member in MEMBERS)
+
+
+def fetch(dest: Path = DEFAULT_DEST, *, timeout_s: float = 60.0) -> Path:
+    """Download and extract the reference files into ``dest`` unless already there."""
+    if is_fetched(dest):
+        return dest
+    with urllib.request.urlopen(SDIST_URL, timeout=timeout_s) as response:
+        payload = response.read()
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != SDIST_SHA256:
+        raise RuntimeError(f"melotts sdist SHA-256 mismatch: {digest} != {SDIST_SHA256}")
+    prefix = "melotts-0.1.1/"
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
+        for member in MEMBERS:
+            source = archive.extractfile(prefix + member)
+            if source is None:
+                raise RuntimeError(f"{member} missing from the melotts sdist")
+            target = dest / member
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read())
+    return dest
+
+
+def load_reference(dest: Path = DEFAULT_DEST) -> ModuleType:
+    """Import the cached upstream ``melo.models`` as ``melotts_reference.models``."""
+    if PACKAGE not in sys.modules:
+        package_dir = dest / "melo"
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+        )
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import the MeloTTS reference from {package_dir}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"{PACKAGE}.models")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST)
+    args = parser.parse_args()
+    print(fetch(args.dest))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Batched synthesis equals per-item synthesis (DESIGN.md decision 3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harmonyspeech.models.melo import InvalidItemError, MeloSynthesizer
+from harmonyspeech.models.melo.network import PerItemNoise
+from tests.unit.melo.helpers import make_item, max_abs_diff
+
+TOLERANCE = 1e-4
+
+# Very different lengths and per-item knobs: speaker, speed, duration-predictor mix.
+_BATCH = [
+    dict(n=3, speaker_id=0, length_scale=1.0, sdp_ratio=0.0),
+    dict(n=41, speaker_id=1, length_scale=0.7, sdp_ratio=0.2),
+    dict(n=9, speaker_id=2, length_scale=1.4, sdp_ratio=1.0),
+    dict(n=27, speaker_id=3, length_scale=1.0, sdp_ratio=0.5),
+    dict(n=15, speaker_id=4, length_scale=0.9, sdp_ratio=0.0),
+    dict(n=33, speaker_id=7, length_scale=1.2, sdp_ratio=0.8),
+]
+
+
+def _items(**noise: float):
+    return [
+        make_item(spec["n"], rng_seed=i, seed=100 + i, **noise, **_knobs(spec))
+        for i, spec in enumerate(_BATCH)
+    ]
+
+
+def _knobs(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "n"}
+
+
+NO_NOISE = dict(noise_scale=0.0, noise_scale_w=0.0)
+SEEDED_NOISE = dict(noise_scale=0.667, noise_scale_w=0.8)
+
+
+@pytest.mark.parametrize(
+    ("options", "noise"),
+    [
+        pytest.param(dict(decoder_batch_size=None), NO_NOISE, id="decode-all-masked-no-noise"),
+        pytest.param(dict(decoder_batch_size=None), SEEDED_NOISE, id="decode-all-masked-seeded"),
+        pytest.param(dict(decoder_batch_size=1), SEEDED_NOISE, id="decode-each-seeded"),
+        pytest.param(
+            dict(decoder_batch_size=2, bucket_lengths=True), SEEDED_NOISE, id="by-2-bucketed"
+        ),
+    ],
+)
+def test_batch_equals_items_run_alone(tiny_checkpoint: Path, options: dict, noise: dict) -> None:
+    synth = MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint, **options)
+    items = _items(**noise)
+    batched = synth.synthesize(items)
+    alone = [synth.synthesize([item])[0] for item in items]
+    lengths = {len(audio) for audio in batched}
+    assert len(lengths) > 3, "the batch should mix very different output lengths"
+    for index, (b, a) in enumerate(zip(batched, alone, strict=True)):
+        assert b.dtype == np.float32
+        assert len(b) % synth.hop_length == 0
+        assert max_abs_diff(b, a) <= TOLERANCE, f"item {index}"
+        assert np.abs(b).max() > 1e-3, f"item {index} is silent"
+
+
+@torch.inference_mode()
+def test_decoder_masks_stop_the_padding_leak(tiny_synth: MeloSynthesizer) -> None:
+    """Unmasked, a padded batch leaks into the short item's end; masked, it matches exactly."""
+    decoder = tiny_synth.network.dec
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 16, 40, generator=gen)
+    g = torch.randn(2, 16, 1, generator=gen)
+    mask = (torch.arange(40) < torch.tensor([[25], [40]])).float().unsqueeze(1)
+    z = z * mask
+    alone = decoder(z[:1, :, :25], g[:1])[0, 0]
+    masked = decoder(z, g, mask)[0, 0, : alone.shape[0]]
+    unmasked = decoder(z, g)[0, 0, : alone.shape[0]]
+    assert (masked - alone).abs().max() <= 1e-5
+    assert (unmasked - alone).abs().max() > 1e-3
+
+
+def test_output_length_is_frames_times_hop(tiny_synth: MeloSynthesizer) -> None:
+    items = _items(noise_scale=0.5, noise_scale_w=0.5)
+    with torch.inference_mode():
+        out = tiny_synth.network.infer(tiny_synth._collate(items), PerItemNoise([1] * 6))
+    frames = out.frames.tolist()
+    durations = out.durations.sum(dim=1).tolist()
+    assert frames == [max(1, d) for d in durations]
+    audio = tiny_synth.synthesize([_with_seed(item, 1) for item in items])
+    assert [len(a) for a in audio] == [f * tiny_synth.hop_length for f in frames]
+
+
+def _with_seed(item, seed: int):
+    return replace(item, seed=seed)
+
+
+def test_batch_order_does_not_matter(tiny_synth: MeloSynthesizer) -> None:
+    items = _items(noise_scale=0.6, noise_scale_w=0.8)[:4]
+    forward = tiny_synth.synthesize(items)
+    backward = tiny_synth.synthesize(items[::-1])[::-1]
+    for f, b in zip(forward, backward, strict=True):
+        assert max_abs_diff(f, b) <= TOLERANCE
+
+
+def test_seed_reproduces_and_differs(tiny_synth: MeloSynthesizer) -> None:
+    first = tiny_synth.synthesize([make_item(11, seed=5)])[0]
+    again = tiny_synth.synthesize([make_item(11, seed=5)])[0]
+    other = tiny_synth.synthesize([make_item(11, seed=6)])[0]
+    assert np.array_equal(first, again)
+    assert len(first) != len(other) or not np.allclose(first, other)
+
+
+def test_speed_changes_length(tiny_synth: MeloSynthesizer) -> None:
+    quiet = dict(noise_scale=0.0, noise_scale_w=0.0, sdp_ratio=0.0)
+    slow, normal = tiny_synth.synthesize(
+        [make_item(21, length_scale=2.0, **quiet), make_item(21, length_scale=1.0, **quiet)]
+    )
+    assert len(slow) > 1.5 * len(normal)
+
+
+def test_empty_batch(tiny_synth: MeloSynthesizer) -> None:
+    assert tiny_synth.synthesize([]) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(speaker_id=99), "speaker_id"),
+        (dict(sdp_ratio=1.5), "sdp_ratio"),
+        (dict(length_scale=0.0), "length_scale"),
+        (dict(noise_scale=float("nan")), "noise_scale"),
+        (dict(phones=np.array([1, 2, 999])), "phones"),
+        (dict(tones=np.array([0, 1])), "tones"),
+        (dict(ja_bert=np.zeros((768, 2), np.float32)), "ja_bert"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_invalid_items_are_rejected(tiny_synth: MeloSynthesizer, change, message) -> None:
+    item = replace(make_item(3), **change)
+    with pytest.raises(InvalidItemError, match=message):
+        tiny_synth.validate(item)
+    with pytest.raises(InvalidItemError, match="item 1"):
+        tiny_synth.synthesize([make_item(3), item])
+
+
+def test_frames_estimate_scales_with_tokens_and_speed(tiny_synth: MeloSynthesizer) -> None:
+    short, long_, slow = (make_item(11), make_item(41), make_item(11, length_scale=2.0))
+    assert tiny_synth.frames_estimate(long_) > tiny_synth.frames_estimate(short)
+    assert tiny_synth.frames_estimate(slow) == pytest.approx(2 * tiny_synth.frames_estimate(short))
