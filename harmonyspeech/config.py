@@ -197,10 +197,71 @@ class FasterWhisperModelConfig(ModelConfigBase):
     """Recognition settings."""
 
 
+class MeloBertOptions(StrictModel):
+    """The BERT whose features condition MeloTTS (one per process, shared by every voice)."""
+
+    enabled: bool = True
+    """Off: zero features (faster, flatter prosody), as the sherpa-onnx exports do."""
+
+    source: str = "bert-base-uncased"
+    """Local directory or Hugging Face id of the BERT and its WordPiece tokenizer."""
+
+    allow_random: bool = False
+    """When the BERT cannot be found, run with zero features and a generated vocabulary
+    (demo mode, announced loudly) instead of failing to load."""
+
+
+MeloLanguage = Literal["EN", "EN_V2", "EN_NEWEST", "FR", "JP", "ES", "ZH", "KR"]
+
+
+class MeloTTSOptions(StrictModel):
+    """MeloTTS synthesis settings."""
+
+    language: MeloLanguage = "EN"
+    """Upstream language key; picks the text frontend and the default hub repository."""
+
+    voices: dict[str, str] = Field(default_factory=dict)
+    """Extra voice names (e.g. OpenAI's ``alloy``) mapped to the checkpoint's speaker names."""
+
+    sdp_ratio: float = Field(0.2, ge=0, le=1)
+    """Default mix of the stochastic duration predictor (upstream ``tts_to_file`` default)."""
+
+    noise_scale: float = Field(0.6, ge=0, le=2)
+    """Default prior noise scale."""
+
+    noise_scale_w: float = Field(0.8, ge=0, le=2)
+    """Default duration noise scale."""
+
+    bert: MeloBertOptions = MeloBertOptions()
+    """BERT feature settings."""
+
+    drop_unknown_tokens: bool = True
+    """Stay silent on tokens the BERT vocabulary lacks (emoji, rare symbols); upstream reads
+    them as the letters "unk"."""
+
+    decoder_batch_size: int | None = Field(None, ge=1)
+    """Most items the decoder runs at once; None: the synthesizer's measured default (one at a
+    time on CPU, the whole batch on GPU). Results never depend on it."""
+
+    random_size: Literal["tiny", "real"] = "real"
+    """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""
+
+
+class MeloTTSModelConfig(ModelConfigBase):
+    """MeloTTS text-to-speech on our own batched runtime (official checkpoints)."""
+
+    family: Literal["melotts"]
+    """Model family."""
+
+    options: MeloTTSOptions = MeloTTSOptions()
+    """Synthesis settings."""
+
+
 ModelConfig = Annotated[
-    SileroVadModelConfig | FasterWhisperModelConfig, Field(discriminator="family")
+    SileroVadModelConfig | FasterWhisperModelConfig | MeloTTSModelConfig,
+    Field(discriminator="family"),
 ]
-MODEL_FAMILIES: tuple[str, ...] = ("silero-vad", "faster-whisper")
+MODEL_FAMILIES: tuple[str, ...] = ("silero-vad", "faster-whisper", "melotts")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +314,9 @@ class LimitsConfig(StrictModel):
 
     request_timeout_s: float = Field(120.0, gt=0)
     """Deadline for a request's model work (HTTP 504 beyond it)."""
+
+    max_input_chars: int = Field(4096, ge=1)
+    """Longest text accepted by ``/v1/audio/speech`` (HTTP 400 beyond it), as OpenAI."""
 
 
 class AuthConfig(StrictModel):

@@ -15,7 +15,15 @@ from harmonyspeech.api.middleware import (
     BodyLimitMiddleware,
     NormalizePathMiddleware,
 )
-from harmonyspeech.api.routes import health, models, transcriptions, vad
+from harmonyspeech.api.routes import (
+    health,
+    metrics,
+    models,
+    speech,
+    transcriptions,
+    vad,
+    voices,
+)
 from harmonyspeech.pipelines.runtime import EngineRuntime
 
 logger = logging.getLogger(__name__)
@@ -37,8 +45,9 @@ def create_app(runtime: EngineRuntime, *, verifier: ApiKeyVerifier | None = None
     app.state.runtime = runtime
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-    for router in (health.router, models.router, vad.router, transcriptions.router):
-        app.include_router(router)
+    routers = (health, metrics, models, speech, transcriptions, vad, voices)
+    for module in routers:
+        app.include_router(module.router)
     verifier = verifier or ApiKeyVerifier.from_config(config.server.auth)
     # Starlette runs the last-added middleware first: paths are normalised, then auth, then size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.limits.max_upload_bytes)

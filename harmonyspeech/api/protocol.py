@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SegmentOut(BaseModel):
@@ -38,3 +38,48 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelCard]
+
+
+# https://platform.openai.com/docs/api-reference/audio/createSpeech
+class VoiceRef(BaseModel):
+    """A voice given as an object, as the OpenAI SDK's ``VoiceID``."""
+
+    id: str
+
+
+class SpeechRequest(BaseModel):
+    """``POST /v1/audio/speech``. Unknown fields are accepted (clients add their own through
+    ``extra_body`` / ``extra_payload``) and logged by the route, never rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    """Pipeline name or alias (``tts-1``, ``tts-1-hd``, ...)."""
+    input: str
+    """Text to speak."""
+    voice: str | VoiceRef
+    """A built-in voice (MeloTTS speaker or OpenAI voice name) or a cloned voice's id."""
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0, allow_inf_nan=False)
+    instructions: str | None = Field(None, max_length=4096)
+    """Accepted for compatibility; MeloTTS has no instruction conditioning."""
+    stream_format: Literal["audio", "sse"] = "audio"
+    stream: bool = True
+    """Extension (as Kokoro-FastAPI): false buffers the whole file, so containers carry exact
+    lengths and the response has a Content-Length; true sends audio as it is synthesised."""
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    """Extension: fixes the sampling noise, so the same request gives the same audio."""
+    sdp_ratio: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    """Extension: MeloTTS stochastic-duration mix (0 deterministic durations .. 1)."""
+    noise_scale: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    """Extension: MeloTTS prior noise."""
+    noise_scale_w: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    """Extension: MeloTTS duration noise."""
+
+    @property
+    def voice_id(self) -> str:
+        return self.voice if isinstance(self.voice, str) else self.voice.id
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        return sorted(self.model_extra or {})

@@ -32,7 +32,11 @@ FAMILIES: dict[str, FamilyInfo] = {
     ),
     "faster-whisper": FamilyInfo(
         adapter="harmonyspeech.models.faster_whisper:FasterWhisperAdapter",
-        tasks=frozenset({"transcribe"}),
+        tasks=frozenset({"transcribe", "validate"}),
+    ),
+    "melotts": FamilyInfo(
+        adapter="harmonyspeech.models.melotts:MeloTTSAdapter",
+        tasks=frozenset({"synthesize"}),
     ),
 }
 

@@ -99,3 +99,21 @@ class WindowTranscript:
 
     language: str
     segments: tuple[TranscribedSegment, ...]
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """One sentence item to speak.
+
+    ``voice`` is a speaker name of the model (or one of its configured aliases); the sampling
+    knobs default to the model's configured values when None. With a ``seed`` the audio is the
+    same whatever batch the item runs in.
+    """
+
+    text: str
+    voice: str
+    speed: float = 1.0
+    sdp_ratio: float | None = None
+    noise_scale: float | None = None
+    noise_scale_w: float | None = None
+    seed: int | None = None

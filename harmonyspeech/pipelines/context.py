@@ -9,7 +9,9 @@ from harmonyspeech.audio import Audio
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.errors import DeadlineExceededError, InvalidRequestError
 from harmonyspeech.models.types import VadParams, VadResult
+from harmonyspeech.pipelines.speech import SpeechItem, SpeechOptions
 from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
+from harmonyspeech.pipelines.validation import Attempts
 
 
 @dataclass
@@ -24,6 +26,9 @@ class PipelineContext:
         vad: Output of the ``vad`` stage.
         transcription: What a transcription request asked for.
         transcript: Output of the ``transcribe`` stage, filled in as windows complete.
+        speech: What a speech request asked for.
+        speech_items: The request's sentence items, in order, once a speech pipeline ran.
+        attempts: Per sentence index, the ``validate`` stage's attempts so far.
     """
 
     priority: Priority = Priority.INTERACTIVE
@@ -33,6 +38,9 @@ class PipelineContext:
     vad: VadResult | None = None
     transcription: TranscriptionOptions = field(default_factory=TranscriptionOptions)
     transcript: Transcript | None = None
+    speech: SpeechOptions | None = None
+    speech_items: list[SpeechItem] = field(default_factory=list)
+    attempts: dict[int, Attempts] = field(default_factory=dict)
 
     @classmethod
     def with_timeout(cls, timeout_s: float | None, **fields: object) -> PipelineContext:
@@ -59,6 +67,11 @@ class PipelineContext:
         if index == 0 and self.priority is Priority.INTERACTIVE:
             return Priority.FIRST_CHUNK
         return self.priority
+
+    def require_speech(self) -> SpeechOptions:
+        if self.speech is None:
+            raise InvalidRequestError("this pipeline needs text to speak", param="input")
+        return self.speech
 
     def require_audio(self) -> Audio:
         if self.audio is None:

@@ -17,7 +17,8 @@ from harmonyspeech.errors import (
 )
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
-from harmonyspeech.pipelines.stages import STAGES, StreamingStage
+from harmonyspeech.pipelines.speech import SpeechItem
+from harmonyspeech.pipelines.stages import STAGES, ItemSource, StreamingStage
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,25 @@ class PipelineRunner:
 
     async def run(self, pipeline: PipelineSpec, ctx: PipelineContext) -> PipelineContext:
         """Run every stage of ``pipeline`` on ``ctx``."""
+        if _item_source(pipeline) is not None:
+            ctx.speech_items = [item async for item in self.stream(pipeline, ctx)]
+            return ctx
         for spec in pipeline.stages:
             await self._run_stage(pipeline, spec, ctx)
         return ctx
 
     async def stream(self, pipeline: PipelineSpec, ctx: PipelineContext) -> AsyncIterator[Any]:
-        """Run all stages but the last, then yield the last stage's output as it arrives."""
+        """Yield the pipeline's output as it arrives.
+
+        A pipeline with an item source (e.g. ``synthesize``) yields its items in order, each
+        as soon as it and every item before it are done; otherwise all stages but the last
+        run, and the last one streams.
+        """
+        source = _item_source(pipeline)
+        if source is not None:
+            async for item in self._stream_items(pipeline, ctx, source):
+                yield item
+            return
         *head, last = pipeline.stages
         for spec in head:
             await self._run_stage(pipeline, spec, ctx)
@@ -54,12 +68,70 @@ class PipelineRunner:
             async for part in stage.stream(last, ctx, self._clients[last.model]):
                 yield part
 
-    async def _run_stage(self, pipeline: PipelineSpec, spec: StageSpec, ctx: PipelineContext):
+    async def _stream_items(
+        self, pipeline: PipelineSpec, ctx: PipelineContext, source: int
+    ) -> AsyncIterator[SpeechItem]:
+        for spec in pipeline.stages[:source]:
+            await self._run_stage(pipeline, spec, ctx)
+        item_stages = pipeline.stages[source:]
+        source_spec = item_stages[0]
+        with _reported(pipeline, source_spec):
+            items = STAGES[source_spec.kind].items(source_spec, ctx)  # type: ignore[attr-defined]
+        # Every item is submitted at once, so the scheduler can batch them with other requests'.
+        tasks = [
+            asyncio.ensure_future(self._process_item(pipeline, item_stages, ctx, item))
+            for item in items
+        ]
+        try:
+            for task in tasks:
+                with _reported(pipeline, source_spec):
+                    yield await asyncio.wait_for(task, ctx.remaining_s())
+        finally:
+            _cancel_all(tasks)
+
+    async def _process_item(
+        self,
+        pipeline: PipelineSpec,
+        stages: tuple[StageSpec, ...],
+        ctx: PipelineContext,
+        item: SpeechItem,
+    ) -> SpeechItem:
+        # A stage may ask for the item again (validation retries); the stage bounds the retries.
+        while True:
+            item.retry = False
+            for spec in stages:
+                with _reported(pipeline, spec):
+                    stage = STAGES[spec.kind]
+                    await stage.process(spec, ctx, self._clients[spec.model], item)  # type: ignore[attr-defined]
+                if item.retry:
+                    break
+            else:
+                return item
+
+    async def _run_stage(
+        self, pipeline: PipelineSpec, spec: StageSpec, ctx: PipelineContext
+    ) -> None:
         timeout = ctx.remaining_s()
         with _reported(pipeline, spec):
             await asyncio.wait_for(
                 STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
             )
+
+
+def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel what still runs; collect what already failed (the request already has its error)."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()
+
+
+def _item_source(pipeline: PipelineSpec) -> int | None:
+    return next(
+        (i for i, s in enumerate(pipeline.stages) if isinstance(STAGES[s.kind], ItemSource)),
+        None,
+    )
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from harmonyspeech.engine.client import LocalModelClient, ModelClient
 from harmonyspeech.engine.worker import ModelWorker
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.pipelines.runner import PipelineRunner
-from harmonyspeech.pipelines.spec import PipelineCatalog, build_catalog
+from harmonyspeech.pipelines.spec import PipelineCatalog, PipelineSpec, build_catalog
 
 
 class EngineRuntime:
@@ -26,6 +26,23 @@ class EngineRuntime:
         self.catalog: PipelineCatalog = build_catalog(config)
         self.clients = dict(clients)
         self.runner = PipelineRunner(self.clients)
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    async def model_facts(self, name: str) -> dict[str, Any]:
+        """What a loaded model says about itself (``ModelAdapter.describe``): speakers, sample
+        rate, random weights, ... Empty until the model is ready; cached once it is."""
+        if name not in self._facts:
+            status = await self.clients[name].status()
+            if status.get("state") != "ready":
+                return {}
+            self._facts[name] = dict(status.get("info") or {})
+        return self._facts[name]
+
+    async def random_weight_models(self, pipeline: PipelineSpec) -> list[str]:
+        """Models of ``pipeline`` running on random weights (demo mode, decision 7)."""
+        names = list(dict.fromkeys(stage.model for stage in pipeline.stages))
+        facts = await asyncio.gather(*(self.model_facts(name) for name in names))
+        return [n for n, f in zip(names, facts, strict=True) if f.get("random_weights")]
 
     async def model_statuses(self) -> dict[str, dict[str, Any]]:
         """Status document of every model instance, by name."""

@@ -13,18 +13,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harmonyspeech.config import EngineConfig, format_validation_errors
+from harmonyspeech.config import EngineConfig, ModelConfigBase, format_validation_errors
 from harmonyspeech.errors import ConfigError, NotFoundError
 from harmonyspeech.models.registry import FAMILIES
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One validated stage."""
+    """One validated stage, with the config of the model instance that runs it."""
 
     kind: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
+    model_config: ModelConfigBase | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def build_catalog(config: EngineConfig) -> PipelineCatalog:
             name=p.name,
             aliases=tuple(p.aliases),
             description=p.description,
-            stages=tuple(StageSpec(s.kind, s.model, dict(s.options)) for s in p.stages),
+            stages=tuple(
+                StageSpec(s.kind, s.model, dict(s.options), config.model(s.model)) for s in p.stages
+            ),
             produces=STAGES[p.stages[-1].kind].produces,
         )
         for p in config.pipelines
@@ -145,6 +148,29 @@ def _stage_problems(config: EngineConfig) -> Iterator[tuple[str, str]]:
                     f"model {stage.model!r} (family {family}) cannot run a {stage.kind!r} stage",
                 )
             yield from _option_problems(f"{path}.options", stage.kind, stage.options)
+        yield from _order_problems(i, [stage.kind for stage in pipeline.stages])
+
+
+def _order_problems(index: int, kinds: list[str]) -> Iterator[tuple[str, str]]:
+    """Item stages (e.g. ``validate``) need an item source (``synthesize``) before them."""
+    from harmonyspeech.pipelines.stages import STAGES, ItemSource
+
+    source_seen = False
+    for j, kind in enumerate(kinds):
+        stage = STAGES.get(kind)
+        if stage is None:
+            continue
+        if getattr(stage, "needs_item_source", False) and not source_seen:
+            yield (
+                f"pipelines[{index}].stages[{j}].kind",
+                f"a {kind!r} stage needs a 'synthesize' stage before it",
+            )
+        if source_seen and not hasattr(stage, "process"):
+            yield (
+                f"pipelines[{index}].stages[{j}].kind",
+                f"a {kind!r} stage cannot follow 'synthesize', which runs sentence by sentence",
+            )
+        source_seen = source_seen or isinstance(stage, ItemSource)
 
 
 def _option_problems(path: str, kind: str, options: dict[str, Any]) -> Iterator[tuple[str, str]]:

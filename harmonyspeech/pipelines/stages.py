@@ -14,8 +14,11 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
+from harmonyspeech.errors import InternalError, InvalidRequestError
 from harmonyspeech.models.types import (
+    SynthesisRequest,
     TranscribedSegment,
     TranscribeWindow,
     VadParams,
@@ -24,7 +27,21 @@ from harmonyspeech.models.types import (
 )
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import StageSpec
-from harmonyspeech.pipelines.transcripts import Span, Transcript, plan_windows, window_audio
+from harmonyspeech.pipelines.speech import SpeechItem, item_seed, with_gap
+from harmonyspeech.pipelines.transcripts import (
+    SAMPLE_RATE,
+    Span,
+    Transcript,
+    plan_windows,
+    window_audio,
+)
+from harmonyspeech.pipelines.validation import (
+    Attempts,
+    ValidationOptions,
+    retry_seed,
+    score_transcript,
+    should_retry,
+)
 
 
 class Stage(Protocol):
@@ -40,6 +57,21 @@ class Stage(Protocol):
 
     async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
         """Run the stage for one request, updating ``ctx``."""
+        ...
+
+
+@runtime_checkable
+class ItemSource(Protocol):
+    """A stage that cuts a request into items, each scheduled and processed on its own."""
+
+    def items(self, spec: StageSpec, ctx: PipelineContext) -> list[SpeechItem]:
+        """The request's items, in order."""
+        ...
+
+    async def process(
+        self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
+    ) -> None:
+        """Run this stage for one item."""
         ...
 
 
@@ -137,7 +169,108 @@ class TranscribeStage:
                 future.cancel()
 
 
+class SynthesizeStage:
+    """Text to speech, one sentence item at a time (each one a scheduler work item).
+
+    The first sentence of an interactive request is scheduled ahead of everything else, as it
+    decides the time to first audio. Each piece is followed by 50 ms / speed of silence.
+    """
+
+    produces = "speech"
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        if options:
+            raise ValueError(f"takes no options, got {', '.join(sorted(options))}")
+
+    def items(self, spec: StageSpec, ctx: PipelineContext) -> list[SpeechItem]:
+        from harmonyspeech.text import split_sentences_latin
+
+        speech = ctx.require_speech()
+        sentences = split_sentences_latin(speech.text)
+        if not sentences:
+            raise InvalidRequestError("input has nothing to speak", param="input")
+        return [
+            SpeechItem(index=i, text=text, seed=item_seed(speech.seed, i))
+            for i, text in enumerate(sentences)
+        ]
+
+    async def process(
+        self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
+    ) -> None:
+        speech = ctx.require_speech()
+        request = SynthesisRequest(
+            text=item.text,
+            voice=speech.voice,
+            speed=speech.speed,
+            sdp_ratio=speech.sdp_ratio,
+            noise_scale=speech.noise_scale,
+            noise_scale_w=speech.noise_scale_w,
+            seed=item.seed,
+        )
+        audio = await client.infer(
+            request, priority=ctx.item_priority(item.index), timeout_s=ctx.remaining_s()
+        )
+        item.audio = with_gap(audio, speech.speed)
+        item.attempts += 1
+
+    async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
+        raise InternalError("the synthesize stage runs per item, through the runner")
+
+
+class ValidateStage:
+    """Whisper checks each synthesised sentence; a bad one is synthesised again, best kept.
+
+    An item stage: it runs on every sentence after ``synthesize``. The sentence's score (WER or
+    CER, see ``harmonyspeech.pipelines.validation``) is kept on the item; while it is above the
+    threshold and retries remain, the item asks the runner to synthesise it again with a new
+    seed. After the last attempt the item carries the best-scoring audio.
+    """
+
+    produces = "speech"
+    needs_item_source = True
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        ValidationOptions(**options)  # raises a ValidationError naming each bad option
+
+    async def process(
+        self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
+    ) -> None:
+        if item.audio is None:
+            raise InternalError("validate ran before the sentence was synthesised")
+        options = ValidationOptions(**spec.options)
+        attempts = ctx.attempts.setdefault(item.index, Attempts())
+        text = await self._transcribe(item.audio, options.language, ctx, client, item.index)
+        score = score_transcript(item.text, text, options.language)
+        attempts.add(item.audio, score)
+        if should_retry(score, attempts.count, options):
+            item.retry, item.seed = True, retry_seed(item.seed, attempts.count)
+            return
+        item.audio, item.score = attempts.best_audio, attempts.best
+
+    async def _transcribe(
+        self, audio: Audio, language: str, ctx: PipelineContext, client: ModelClient, index: int
+    ) -> str:
+        samples = resample(audio.samples, audio.sample_rate, SAMPLE_RATE)
+        speech = Audio(samples, SAMPLE_RATE)
+        windows = [
+            TranscribeWindow(audio=window_audio(speech, span), offset=span.start, language=language)
+            for span in plan_windows(speech.duration, None)
+        ]
+        results: list[WindowTranscript] = await asyncio.gather(
+            *(
+                client.infer(w, priority=ctx.item_priority(index), timeout_s=ctx.remaining_s())
+                for w in windows
+            )
+        )
+        return " ".join(seg.text.strip() for r in results for seg in r.segments)
+
+    async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
+        raise InternalError("the validate stage runs per item, through the runner")
+
+
 STAGES: dict[str, Stage] = {
     "vad": VadStage(),
     "transcribe": TranscribeStage(),
+    "synthesize": SynthesizeStage(),
+    "validate": ValidateStage(),
 }

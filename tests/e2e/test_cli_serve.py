@@ -9,25 +9,18 @@ import sys
 
 import httpx
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TinyWeights, served_config_data, write_config
 from tests.helpers import answers, free_port, wait_until
 from tests.unit.vad_clips import clip_bytes
 
 
-def test_serve_command_serves_and_stops_cleanly(tmp_path) -> None:
+def test_serve_command_serves_and_stops_cleanly(tmp_path, tiny_weights: TinyWeights) -> None:
     port = free_port()
+    config = write_config(tmp_path / "engine.yaml", served_config_data(tiny_weights))
     log = (tmp_path / "serve.log").open("w")
+    command = ["harmonyspeech", "serve", "--config", str(config), "--port", str(port)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harmonyspeech",
-            "serve",
-            "--config",
-            "configs/test.yaml",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

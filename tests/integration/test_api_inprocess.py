@@ -11,15 +11,15 @@ from harmonyspeech.api.app import create_app
 from harmonyspeech.api.auth import ApiKeyVerifier, hash_key
 from harmonyspeech.config import EngineConfig, load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TinyWeights, served_config_data
 from tests.unit.vad_clips import clip_bytes
 
 KEY = "sk-test-0123456789"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[LocalEngine]:
-    data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
+    data = served_config_data(tiny_weights)
     data["server"]["auth"]["api_key_hashes"] = [hash_key(KEY)]
     data["server"]["limits"]["max_upload_bytes"] = 400_000
     with LocalEngine(load_config(data)) as local:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.protocol import ModelCard, ModelList
+from harmonyspeech.api.routes.voices import speech_voices
 from harmonyspeech.errors import NotFoundError
 from harmonyspeech.pipelines.runtime import EngineRuntime
 
@@ -41,8 +42,11 @@ async def _cards(runtime: EngineRuntime, created: int) -> list[ModelCard]:
         details: dict[str, Any] = {
             "description": pipeline.description,
             "aliases": list(pipeline.aliases),
+            "produces": pipeline.produces,
             "stages": stages,
         }
+        if pipeline.produces == "speech":
+            details["voices"] = [v["id"] for v in await speech_voices(runtime, pipeline.name)]
         cards.append(ModelCard(id=pipeline.name, created=created, type="pipeline", details=details))
         cards += [
             ModelCard(id=a, created=created, type="alias", details={"alias_of": pipeline.name})

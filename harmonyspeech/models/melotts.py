@@ -1,0 +1,243 @@
+"""MeloTTS as an engine adapter: sentence text in, 44.1 kHz audio out, many sentences per pass.
+
+Per batch: the text frontend turns each sentence into phone, tone and language ids (a sentence
+the frontend rejects fails alone); one shared BERT computes the features of every sentence in one
+forward pass on the synthesizer's device; the network synthesises the whole batch at once, each
+result equal to the sentence run alone (``harmonyspeech.models.melo``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from harmonyspeech.audio import Audio
+from harmonyspeech.config import MeloTTSModelConfig
+from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError
+from harmonyspeech.models.base import ModelAdapter, resolve_num_threads, set_torch_threads
+from harmonyspeech.models.types import SynthesisRequest
+
+logger = logging.getLogger(__name__)
+
+JA_BERT_CHANNELS = 768
+"""Width of the BERT features every released MeloTTS model takes (its ``ja_bert`` input)."""
+
+# Speakers of the official checkpoints, used when demo mode builds a random network.
+DEMO_SPEAKERS = {
+    "EN": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3, "EN-Default": 4},
+    "EN_V2": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3},
+    "EN_NEWEST": {"EN-Newest": 0},
+}
+
+
+class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
+    """Synthesises sentence items of many requests per forward pass."""
+
+    config: MeloTTSModelConfig
+
+    def __init__(self, config: MeloTTSModelConfig):
+        super().__init__(config)
+        self._synth: Any = None
+        self._frontend: Any = None
+        self._symbol_ids: dict[str, int] = {}
+        self._bert: Any = None
+        self._facts: dict[str, Any] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        from harmonyspeech.text import EnglishFrontend, frontend_language, symbol_table
+
+        options = self.config.options
+        try:
+            frontend_language(options.language)
+        except InvalidRequestError as exc:
+            raise ModelLoadError(f"MeloTTS {options.language}: {exc.message}") from exc
+        set_torch_threads(resolve_num_threads(self.config))
+        self._synth = self._load_synthesizer()
+        tokenizer = self._load_bert()
+        self._frontend = EnglishFrontend(
+            tokenizer, self._synth.symbols, drop_unknown_tokens=options.drop_unknown_tokens
+        )
+        self._symbol_ids = symbol_table(self._synth.symbols)
+        unknown = {v: s for v, s in options.voices.items() if s not in self._synth.spk2id}
+        if unknown:
+            raise ModelLoadError(
+                f"voices {unknown} name speakers this checkpoint lacks; it has "
+                f"{', '.join(self._synth.spk2id)}"
+            )
+
+    def _load_synthesizer(self) -> Any:
+        from harmonyspeech.models.melo import MELO_REPO_IDS, MeloSynthesizer
+        from harmonyspeech.models.melo.checkpoint import CHECKPOINT_FILES
+        from harmonyspeech.models.weights import WeightsNotFoundError, resolve_weights
+
+        options = self.config.options
+        device, dtype = _device(self.config.device), self.config.dtype
+        try:
+            path = resolve_weights(
+                self.config.weights,
+                CHECKPOINT_FILES,
+                default_repo_id=MELO_REPO_IDS[options.language],
+            )
+        except WeightsNotFoundError as exc:
+            if not self.config.weights.allow_random:
+                raise
+            logger.warning(
+                "MODEL %r RUNS ON RANDOM WEIGHTS (MeloTTS %s network): its speech is noise (%s)",
+                self.config.name,
+                options.random_size,
+                exc.message,
+            )
+            self._facts["random_weights"] = True
+            speakers = DEMO_SPEAKERS.get(options.language, {options.language: 0})
+            return MeloSynthesizer.from_random_weights(
+                size=options.random_size, speakers=speakers, device=device, dtype=dtype
+            )
+        self._facts.update(random_weights=False, checkpoint=str(path))
+        return MeloSynthesizer.from_checkpoint_dir(
+            path,
+            device=device,
+            dtype=dtype,
+            decoder_batch_size=options.decoder_batch_size or "auto",
+        )
+
+    def _load_bert(self) -> Any:
+        """Load the shared BERT and return the WordPiece tokenizer the frontend needs."""
+        from harmonyspeech.models.bert import get_bert_extractor
+
+        bert = self.config.options.bert
+        try:
+            extractor = get_bert_extractor(bert.source, device=_device(self.config.device))
+        except ModelLoadError as exc:
+            if not bert.allow_random:
+                raise
+            logger.warning(
+                "MODEL %r RUNS WITHOUT BERT (zero features, generated vocabulary): %s",
+                self.config.name,
+                exc.message,
+            )
+            self._facts["bert"] = "unavailable: zero features"
+            return _generated_tokenizer()
+        if extractor.hidden_size != JA_BERT_CHANNELS:
+            raise ModelLoadError(
+                f"BERT {bert.source!r} has {extractor.hidden_size} channels; MeloTTS takes "
+                f"{JA_BERT_CHANNELS}"
+            )
+        self._bert = extractor if bert.enabled else None
+        self._facts["bert"] = bert.source if bert.enabled else "disabled: zero features"
+        return extractor.tokenizer
+
+    def describe(self) -> dict[str, Any]:
+        options = self.config.options
+        return {
+            **self._facts,
+            "language": options.language,
+            "sample_rate": self._synth.sample_rate,
+            "speakers": list(self._synth.spk2id),
+            "voices": dict(options.voices),
+        }
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def cost(self, item: SynthesisRequest) -> float:
+        # Characters / speed tracks phones, hence frames, before the frontend has run.
+        return len(item.text) / item.speed
+
+    def infer_batch(self, items: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
+        results: list[Any] = [self._prepare(item) for item in items]
+        ready = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        features = self._features([results[i] for i in ready])
+        synth_items = [
+            self._synthesis_item(items[i], results[i][0], feats)
+            for i, feats in zip(ready, features, strict=True)
+        ]
+        waveforms = self._synth.synthesize(synth_items) if synth_items else []
+        for index, wave in zip(ready, waveforms, strict=True):
+            results[index] = Audio(wave, self._synth.sample_rate)
+        return results
+
+    def _prepare(self, item: SynthesisRequest) -> tuple[Any, Any] | Exception:
+        """Frontend and speaker checks for one item; a failure fails this item only."""
+        from harmonyspeech.text import to_sequence
+
+        try:
+            self.speaker_id(item.voice)
+            out = self._frontend(item.text)
+            if self._bert is not None and len(out.token_ids) > self._bert.max_tokens:
+                raise InvalidRequestError(
+                    "a sentence is too long for the BERT; split it with punctuation",
+                    param="input",
+                )
+        except HarmonySpeechError as exc:
+            return exc
+        return to_sequence(out, self._symbol_ids, language=self.config.options.language), out
+
+    def _features(self, prepared: list[tuple[Any, Any]]) -> list[Any]:
+        if self._bert is None:
+            return [None] * len(prepared)
+        # word2ph after blank interspersing, so there is one feature column per model token.
+        return self._bert.extract_batch([(out.token_ids, seq.word2ph) for seq, out in prepared])
+
+    def _synthesis_item(self, item: SynthesisRequest, sequence: Any, ja_bert: Any) -> Any:
+        import numpy as np
+
+        from harmonyspeech.models.melo import SynthesisItem
+
+        options = self.config.options
+        return SynthesisItem(
+            phones=np.asarray(sequence.phone_ids, dtype=np.int64),
+            tones=np.asarray(sequence.tone_ids, dtype=np.int64),
+            languages=np.asarray(sequence.language_ids, dtype=np.int64),
+            speaker_id=self.speaker_id(item.voice),
+            ja_bert=ja_bert,
+            sdp_ratio=_or(item.sdp_ratio, options.sdp_ratio),
+            noise_scale=_or(item.noise_scale, options.noise_scale),
+            noise_scale_w=_or(item.noise_scale_w, options.noise_scale_w),
+            length_scale=1.0 / item.speed,
+            seed=item.seed,
+        )
+
+    def speaker_id(self, voice: str) -> int:
+        """Row of the speaker table for a speaker name or configured voice alias.
+
+        Raises:
+            InvalidRequestError: Unknown voice (param ``voice``), listing the known ones.
+        """
+        speakers = self._synth.spk2id
+        name = self.config.options.voices.get(voice, voice)
+        if name in speakers:
+            return int(speakers[name])
+        known = [*speakers, *self.config.options.voices]
+        raise InvalidRequestError(
+            f"unknown voice {voice!r}; available: {', '.join(known)}", param="voice"
+        )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _generated_tokenizer() -> Any:
+    """A WordPiece tokenizer over a generated vocabulary (demo mode without the real BERT).
+
+    Phones and tones do not depend on how words split into pieces, only word2ph does, and it is
+    only used to spread BERT features, which are zeros here.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from harmonyspeech.models.bert_fixtures import write_vocab
+    from harmonyspeech.text import WordPieceTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return WordPieceTokenizer.from_vocab(write_vocab(Path(tmp) / "vocab.txt"))

@@ -1,0 +1,71 @@
+"""Speech requests: text split into sentence items that are scheduled one by one.
+
+Each item goes through the pipeline's item stages on its own (synthesis, then any later item
+stage), so the scheduler can batch items of many requests; results come back in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harmonyspeech.audio import Audio
+from harmonyspeech.pipelines.validation import Score
+
+PIECE_GAP_S = 0.05
+"""Silence after every piece, divided by the speed (as upstream MeloTTS joins pieces)."""
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """What a speech request asked for."""
+
+    text: str
+    voice: str
+    speed: float = 1.0
+    sdp_ratio: float | None = None
+    noise_scale: float | None = None
+    noise_scale_w: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class SpeechItem:
+    """One sentence of a request and, once synthesised, its audio (gap included).
+
+    Attributes:
+        attempts: Times the sentence was synthesised (more than one after validation retries).
+        score: How Whisper's transcript of ``audio`` matched ``text``, with a ``validate`` stage.
+        retry: Set by a stage that wants the sentence synthesised again (with ``seed``).
+    """
+
+    index: int
+    text: str
+    seed: int | None
+    audio: Audio | None = None
+    attempts: int = 0
+    score: Score | None = None
+    retry: bool = False
+
+
+def item_seed(seed: int | None, index: int) -> int | None:
+    """A distinct, reproducible seed per sentence of a seeded request."""
+    if seed is None:
+        return None
+    return (seed * 1_000_003 + index) % (2**31)
+
+
+def with_gap(audio: Audio, speed: float) -> Audio:
+    """``audio`` followed by the inter-piece silence."""
+    gap = np.zeros(int(audio.sample_rate * PIECE_GAP_S / speed), dtype=np.float32)
+    return Audio(np.concatenate([audio.samples, gap]), audio.sample_rate)
+
+
+def joined(items: list[SpeechItem]) -> Audio:
+    """All items' audio in order."""
+    audios = [item.audio for item in items if item.audio is not None]
+    if not audios:
+        raise ValueError("no audio to join")
+    rate = audios[0].sample_rate
+    return Audio(np.concatenate([a.samples for a in audios]), rate)
