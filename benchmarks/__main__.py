@@ -10,6 +10,8 @@ BENCHMARKS = {
     "whisper": "benchmarks.bench_whisper",
     "frontend": "benchmarks.bench_frontend",
     "melo": "benchmarks.bench_melo_network",
+    "tts": "benchmarks.bench_tts_e2e",
+    "speech_http": "benchmarks.bench_speech_http",
 }
 
 

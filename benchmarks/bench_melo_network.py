@@ -11,25 +11,27 @@ Rows, all on the same items and weights:
   ``SynthesizerTrn`` (fetched by ``tests/unit/melo/fetch_reference.py``) under ``torch.no_grad``
   as upstream's ``TTS`` runs it, and with autograd on; without the upstream cache, our network
   with unfolded weight norm, the default layout and autograd on;
-* our runtime item by item (batch 1), and batched 4 and 16 items per call (items grouped by
-  length, as the scheduler does); on CPU the batched front half is followed by per-item
-  decoding (the default), and one row shows the whole-batch masked decoder instead.
+* our runtime item by item (batch 1), and batched 4, 16 and 64 items per call (items grouped
+  by length, as the scheduler does; the batch-64 row runs the corpus four times over, with other
+  seeds); on CPU the batched front half is followed by per-item decoding (the default), and one
+  row shows the whole-batch masked decoder instead.
 
 Throughput is audio seconds per wall second (``x_realtime``; its inverse is the real-time
-factor). Every variant is warmed up first (oneDNN builds kernels per new shape). Also reported:
+factor). Every variant runs its whole pass once untimed first, so every row is measured with
+warm kernels (oneDNN builds kernels per new shape; ``bench_tts_e2e`` reports the cold case too).
+Also reported:
 the largest difference between our waveforms and upstream's (same seeds), and between batched
 and batch-1 waveforms.
 
-Run: ``python -m benchmarks.bench_melo_network [--quick]``.
+Run: ``python -m benchmarks melo [--quick]`` (or ``make bench`` for all).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -77,9 +79,10 @@ def corpus(token_counts: Sequence[int]) -> list[SynthesisItem]:
 
 
 def measure(name: str, synthesize: Synthesize, items, batch: int) -> tuple[dict, list]:
-    """One timed pass over ``items`` in calls of ``batch`` (after an untimed warm-up)."""
+    """One timed pass over ``items`` in calls of ``batch``, after the same pass untimed."""
     groups = _length_groups(items, batch)
-    synthesize(groups[0][:2])
+    for group in groups:
+        synthesize(group)
     started = time.perf_counter()
     outputs: dict[int, np.ndarray] = {}
     for group in groups:
@@ -107,50 +110,20 @@ def _length_groups(items: Sequence[SynthesisItem], size: int) -> list[list[Synth
 
 def upstream_runner(checkpoint: Path, *, autograd: bool) -> Synthesize | None:
     """Upstream ``SynthesizerTrn.infer`` item by item, as ``TTS.tts_to_file`` calls it."""
-    import json
-
-    from tests.unit.melo.fetch_reference import DEFAULT_DEST, is_fetched, load_reference
+    from tests.unit.melo.fetch_reference import (
+        DEFAULT_DEST,
+        is_fetched,
+        reference_infer,
+        reference_network,
+    )
 
     if not is_fetched(DEFAULT_DEST):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        models = load_reference(DEFAULT_DEST)
-        config = json.loads((checkpoint / "config.json").read_text())
-        network = models.SynthesizerTrn(
-            len(config["symbols"]),
-            config["data"]["filter_length"] // 2 + 1,
-            config["train"]["segment_size"] // config["data"]["hop_length"],
-            n_speakers=config["data"]["n_speakers"],
-            num_tones=config["num_tones"],
-            num_languages=config["num_languages"],
-            **config["model"],
-        )
-    state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    network.load_state_dict(state["model"], strict=True)
-    network.eval()
-
-    def one(item: SynthesisItem) -> np.ndarray:
-        n = item.n_tokens
-        torch.manual_seed(item.seed)
-        audio = network.infer(
-            torch.as_tensor(item.phones)[None],
-            torch.tensor([n]),
-            torch.tensor([item.speaker_id]),
-            torch.as_tensor(item.tones)[None],
-            torch.as_tensor(item.languages)[None],
-            torch.zeros(1, 1024, n),
-            torch.as_tensor(item.ja_bert)[None],
-            sdp_ratio=item.sdp_ratio,
-            noise_scale=item.noise_scale,
-            noise_scale_w=item.noise_scale_w,
-            length_scale=item.length_scale,
-        )[0]
-        return audio[0, 0].detach().numpy()
+    network = reference_network(checkpoint)
 
     def synthesize(items: Sequence[SynthesisItem]) -> list[np.ndarray]:
         with torch.set_grad_enabled(autograd):
-            return [one(item) for item in items]
+            return [reference_infer(network, item) for item in items]
 
     return synthesize
 
@@ -194,6 +167,12 @@ def run(quick: bool = False) -> BenchResult:
                 "ours, batched, whole-batch masked decoder", masked.synthesize, items, 4
             )
             rows.append(row)
+            many = [
+                dataclasses.replace(item, seed=item.seed + 100 * copy)
+                for copy in range(4)
+                for item in items
+            ]
+            rows.append(measure("ours, batched", synth.synthesize, many, 64)[0])
     return _result(rows, outputs, threads, quick)
 
 
@@ -241,17 +220,3 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     if any(x.shape != y.shape for x, y in zip(a, b, strict=True)):
         return float("inf")
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 items, fewer rows")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    path = result.save()
-    print(result.table())
-    print(f"  -> {path}")
-
-
-if __name__ == "__main__":
-    main()

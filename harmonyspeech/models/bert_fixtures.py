@@ -72,6 +72,8 @@ def build_tiny_bert_dir(
     words: Iterable[str] = DEFAULT_WORDS,
     hidden_size: int = 32,
     num_layers: int = 3,
+    num_heads: int = 2,
+    intermediate_size: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a tiny random uncased ``BertForMaskedLM`` and its tokenizer to ``out_dir``.
@@ -79,8 +81,10 @@ def build_tiny_bert_dir(
     Args:
         out_dir: Directory to create (or overwrite files in).
         words: Whole words in the vocabulary besides the characters.
-        hidden_size: Hidden width; must be divisible by 2 (two attention heads).
+        hidden_size: Hidden width; must be divisible by ``num_heads``.
         num_layers: Transformer layers; at least 2, so that ``hidden_states[-3]`` exists.
+        num_heads: Attention heads (bert-base: 12, with 768 hidden, 12 layers, 3072 inner).
+        intermediate_size: Feed-forward width; by default twice the hidden width.
         seed: Seed of the random weights.
 
     Returns:
@@ -99,8 +103,8 @@ def build_tiny_bert_dir(
         vocab_size=len(build_vocab(words)),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=hidden_size * 2,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size or hidden_size * 2,
         max_position_embeddings=512,
     )
     torch.manual_seed(seed)

@@ -12,7 +12,9 @@ Usage::
     python tests/unit/melo/fetch_reference.py --dest DIR
 
 ``load_reference(dest)`` imports the cached code as the package ``melotts_reference`` (without
-touching ``sys.path``) and returns its ``models`` module, whose ``SynthesizerTrn`` is upstream's.
+touching ``sys.path``) and returns its ``models`` module, whose ``SynthesizerTrn`` is upstream's;
+``reference_network`` builds it from a checkpoint directory as upstream does, and
+``reference_infer`` runs one item through it as upstream's ``TTS.tts_to_file`` does.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import json
 import os
 import sys
 import tarfile
 import urllib.request
+import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DEST = Path(os.environ.get("HARMONYSPEECH_MELO_REF", ROOT / ".cache" / "melotts-ref"))
@@ -89,6 +94,56 @@ def load_reference(dest: Path = DEFAULT_DEST) -> ModuleType:
         sys.modules[PACKAGE] = module
         spec.loader.exec_module(module)
     return importlib.import_module(f"{PACKAGE}.models")
+
+
+def reference_network(checkpoint: Path, dest: Path = DEFAULT_DEST) -> Any:
+    """Upstream's ``SynthesizerTrn`` for ``checkpoint``, loaded strictly, in eval mode."""
+    import torch
+
+    with warnings.catch_warnings():
+        # Upstream uses the legacy weight_norm and torch.jit.script, both deprecated.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        models = load_reference(dest)
+        config = json.loads((checkpoint / "config.json").read_text())
+        data = config["data"]
+        network = models.SynthesizerTrn(
+            len(config["symbols"]),
+            data["filter_length"] // 2 + 1,
+            config["train"]["segment_size"] // data["hop_length"],
+            n_speakers=data["n_speakers"],
+            num_tones=config["num_tones"],
+            num_languages=config["num_languages"],
+            **config["model"],
+        )
+    state = torch.load(checkpoint / "checkpoint.pth", map_location="cpu", weights_only=True)
+    network.load_state_dict(state["model"], strict=True)
+    return network.eval()
+
+
+def reference_infer(network: Any, item: Any) -> Any:
+    """One ``SynthesisItem`` through upstream's ``infer``, seeded as upstream's ``TTS`` does.
+
+    Gradients follow the caller's mode (upstream's ``TTS`` runs under ``torch.no_grad``).
+    """
+    import torch
+
+    n = item.n_tokens
+    torch.manual_seed(item.seed)
+    audio = network.infer(
+        torch.as_tensor(item.phones)[None],
+        torch.tensor([n]),
+        torch.tensor([item.speaker_id]),
+        torch.as_tensor(item.tones)[None],
+        torch.as_tensor(item.languages)[None],
+        torch.zeros(1, 1024, n),
+        torch.as_tensor(item.ja_bert)[None],
+        sdp_ratio=item.sdp_ratio,
+        noise_scale=item.noise_scale,
+        noise_scale_w=item.noise_scale_w,
+        length_scale=item.length_scale,
+    )[0]
+    return audio[0, 0].detach().numpy()
 
 
 def main() -> None:

@@ -7,9 +7,7 @@ skip, unless ``HARMONYSPEECH_REQUIRE_MELO_REF=1`` makes the absence a failure (C
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,12 @@ import pytest
 import torch
 
 from harmonyspeech.models.melo import MeloSynthesizer, SynthesisItem
-from harmonyspeech.models.melo.checkpoint import CHECKPOINT_FILE, CONFIG_FILE
-from tests.unit.melo.fetch_reference import DEFAULT_DEST, is_fetched, load_reference
+from tests.unit.melo.fetch_reference import (
+    DEFAULT_DEST,
+    is_fetched,
+    reference_infer,
+    reference_network,
+)
 from tests.unit.melo.helpers import make_item, max_abs_diff
 
 TOLERANCE = 1e-4
@@ -32,46 +34,12 @@ def upstream(tiny_checkpoint: Path):
         if os.environ.get("HARMONYSPEECH_REQUIRE_MELO_REF") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    with warnings.catch_warnings():
-        # Upstream uses the legacy weight_norm and torch.jit.script, both deprecated.
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        models = load_reference(DEFAULT_DEST)
-        config = json.loads((tiny_checkpoint / CONFIG_FILE).read_text())
-        data = config["data"]
-        network = models.SynthesizerTrn(
-            len(config["symbols"]),
-            data["filter_length"] // 2 + 1,
-            config["train"]["segment_size"] // data["hop_length"],
-            n_speakers=data["n_speakers"],
-            num_tones=config["num_tones"],
-            num_languages=config["num_languages"],
-            **config["model"],
-        )
-    state = torch.load(tiny_checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    network.load_state_dict(state["model"], strict=True)
-    return network.eval()
+    return reference_network(tiny_checkpoint)
 
 
 def _upstream_infer(network, item: SynthesisItem) -> np.ndarray:
-    """Upstream's TTS.tts_to_file call for one sentence, seeded like our item."""
-    n = item.n_tokens
-    torch.manual_seed(item.seed)
     with torch.no_grad():
-        audio = network.infer(
-            torch.as_tensor(item.phones)[None],
-            torch.tensor([n]),
-            torch.tensor([item.speaker_id]),
-            torch.as_tensor(item.tones)[None],
-            torch.as_tensor(item.languages)[None],
-            torch.zeros(1, 1024, n),
-            torch.as_tensor(item.ja_bert)[None],
-            sdp_ratio=item.sdp_ratio,
-            noise_scale=item.noise_scale,
-            noise_scale_w=item.noise_scale_w,
-            length_scale=item.length_scale,
-        )[0]
-    return audio[0, 0].numpy()
+        return reference_infer(network, item)
 
 
 @pytest.mark.parametrize(
