@@ -18,7 +18,7 @@ Rows, all on the same items and weights:
 
 Throughput is audio seconds per wall second (``x_realtime``; its inverse is the real-time
 factor). Every variant runs its whole pass once untimed first, so every row is measured with
-warm kernels (oneDNN builds kernels per new shape; ``bench_tts_e2e`` reports the cold case too).
+the same caches (``bench_tts_e2e`` compares first and repeated passes over its sentences).
 Also reported:
 the largest difference between our waveforms and upstream's (same seeds), and between batched
 and batch-1 waveforms.

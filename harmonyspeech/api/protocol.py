@@ -58,7 +58,7 @@ class SpeechRequest(BaseModel):
     input: str
     """Text to speak."""
     voice: str | VoiceRef
-    """A built-in voice (MeloTTS speaker or OpenAI voice name) or a cloned voice's id."""
+    """A MeloTTS speaker of the pipeline's checkpoint, or a voice name mapped to one in config."""
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0, allow_inf_nan=False)
     instructions: str | None = Field(None, max_length=4096)

@@ -13,6 +13,9 @@ Batch formation:
     3. A batch holds at most ``max_batch_size`` items and its padded cost
        (items × costliest item) stays within ``max_batch_cost``; an item over budget on its own
        still runs, alone.
+    4. A batch anchored by a ``FIRST_CHUNK`` item holds only ``FIRST_CHUNK`` items (first items
+       of many requests): a batch's results all arrive when the whole batch is done, so filling
+       it with the rest of those requests would delay their first audio by that much work.
 
 An item at position p in urgency order is overtaken at most p times, because every batch contains
 the current anchor. A batch is sent when it is full (by size or cost) or when the oldest queued
@@ -26,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from harmonyspeech.config import BatchingPolicy
-from harmonyspeech.engine.items import WorkItem
+from harmonyspeech.engine.items import Priority, WorkItem
 from harmonyspeech.errors import OverloadedError
 
 Clock = Callable[[], float]
@@ -116,6 +119,8 @@ class Scheduler:
         anchor = ordered[0]
         batch = [anchor]
         window = ordered[1 : self.policy.max_batch_size * self.policy.lookahead]
+        if anchor.priority is Priority.FIRST_CHUNK:
+            window = [item for item in window if item.priority is Priority.FIRST_CHUNK]
         window.sort(key=lambda i: (int(i.priority), abs(i.cost - anchor.cost)))
         for item in window:
             if len(batch) == self.policy.max_batch_size:

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 JA_BERT_CHANNELS = 768
 """Width of the BERT features every released MeloTTS model takes (its ``ja_bert`` input)."""
 
+FRONTEND_WARM_UP = "Warm-up at 10:30 for $2, Zyxthorpia."
+"""Text run through the frontend at load: a number, a time, money and an out-of-vocabulary word."""
+
 # Speakers of the official checkpoints, used when demo mode builds a random network.
 DEMO_SPEAKERS = {
     "EN": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3, "EN-Default": 4},
@@ -61,6 +64,9 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             tokenizer, self._synth.symbols, drop_unknown_tokens=options.drop_unknown_tokens
         )
         self._symbol_ids = symbol_table(self._synth.symbols)
+        # Loads the number speller (inflect takes ~3 s to import), the CMU dictionary and the
+        # neural G2P now rather than in the first request that needs them.
+        self._frontend(FRONTEND_WARM_UP)
         unknown = {v: s for v, s in options.voices.items() if s not in self._synth.spk2id}
         if unknown:
             raise ModelLoadError(

@@ -177,8 +177,20 @@ def test_first_chunks_and_interactive_work_go_before_batch_jobs() -> None:
     scheduler.submit(WorkItem(payload="job", priority=Priority.BATCH))
     scheduler.submit(WorkItem(payload="live", priority=Priority.INTERACTIVE))
     scheduler.submit(WorkItem(payload="first", priority=Priority.FIRST_CHUNK))
-    assert [i.payload for i in scheduler.next_batch()] == ["first", "live"]
-    assert [i.payload for i in scheduler.next_batch()] == ["job"]
+    assert [i.payload for i in scheduler.next_batch()] == ["first"]
+    assert [i.payload for i in scheduler.next_batch()] == ["live", "job"]
+
+
+def test_first_chunks_batch_only_with_other_first_chunks() -> None:
+    # Two streamed requests of three sentences each: their first sentences go together, and
+    # nothing else delays them; the rest follow in the next batch.
+    scheduler, _ = make_scheduler(max_batch_size=8)
+    for request in "ab":
+        scheduler.submit(WorkItem(payload=f"{request}0", priority=Priority.FIRST_CHUNK))
+        for index in (1, 2):
+            scheduler.submit(WorkItem(payload=f"{request}{index}", priority=Priority.INTERACTIVE))
+    assert sorted(i.payload for i in scheduler.next_batch()) == ["a0", "b0"]
+    assert sorted(i.payload for i in scheduler.next_batch()) == ["a1", "a2", "b1", "b2"]
 
 
 def test_earliest_deadline_first_within_a_class() -> None:
