@@ -103,7 +103,8 @@ class WindowTranscript:
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """One sentence item to speak.
+    """Text to speak: one sentence item at the model (a whole request's text and seed in the
+    pipeline context, from which each item takes the voice, speed and knobs).
 
     ``voice`` is a speaker name of the model (or one of its configured aliases); the sampling
     knobs default to the model's configured values when None. With a ``seed`` the audio is the

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from harmonyspeech.audio import Audio
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.errors import DeadlineExceededError, InvalidRequestError
-from harmonyspeech.models.types import VadParams, VadResult
-from harmonyspeech.pipelines.speech import SpeechItem, SpeechOptions
+from harmonyspeech.models.types import SynthesisRequest, VadParams, VadResult
+from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
 from harmonyspeech.pipelines.validation import Attempts
 
@@ -26,7 +26,8 @@ class PipelineContext:
         vad: Output of the ``vad`` stage.
         transcription: What a transcription request asked for.
         transcript: Output of the ``transcribe`` stage, filled in as windows complete.
-        speech: What a speech request asked for.
+        speech: What a speech request asked for: its whole text, voice, speed and knobs; each
+            sentence item is synthesised with these, its own text and its own seed.
         speech_items: The request's sentence items, in order, once a speech pipeline ran.
         attempts: Per sentence index, the ``validate`` stage's attempts so far.
     """
@@ -38,7 +39,7 @@ class PipelineContext:
     vad: VadResult | None = None
     transcription: TranscriptionOptions = field(default_factory=TranscriptionOptions)
     transcript: Transcript | None = None
-    speech: SpeechOptions | None = None
+    speech: SynthesisRequest | None = None
     speech_items: list[SpeechItem] = field(default_factory=list)
     attempts: dict[int, Attempts] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class PipelineContext:
             return Priority.FIRST_CHUNK
         return self.priority
 
-    def require_speech(self) -> SpeechOptions:
+    def require_speech(self) -> SynthesisRequest:
         if self.speech is None:
             raise InvalidRequestError("this pipeline needs text to speak", param="input")
         return self.speech

@@ -17,19 +17,6 @@ PIECE_GAP_S = 0.05
 """Silence after every piece, divided by the speed (as upstream MeloTTS joins pieces)."""
 
 
-@dataclass(frozen=True)
-class SpeechOptions:
-    """What a speech request asked for."""
-
-    text: str
-    voice: str
-    speed: float = 1.0
-    sdp_ratio: float | None = None
-    noise_scale: float | None = None
-    noise_scale_w: float | None = None
-    seed: int | None = None
-
-
 @dataclass
 class SpeechItem:
     """One sentence of a request and, once synthesised, its audio (gap included).

@@ -18,7 +18,6 @@ from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
 from harmonyspeech.errors import InternalError, InvalidRequestError
 from harmonyspeech.models.types import (
-    SynthesisRequest,
     TranscribedSegment,
     TranscribeWindow,
     VadParams,
@@ -198,15 +197,7 @@ class SynthesizeStage:
         self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
     ) -> None:
         speech = ctx.require_speech()
-        request = SynthesisRequest(
-            text=item.text,
-            voice=speech.voice,
-            speed=speech.speed,
-            sdp_ratio=speech.sdp_ratio,
-            noise_scale=speech.noise_scale,
-            noise_scale_w=speech.noise_scale_w,
-            seed=item.seed,
-        )
+        request = dataclasses.replace(speech, text=item.text, seed=item.seed)
         audio = await client.infer(
             request, priority=ctx.item_priority(item.index), timeout_s=ctx.remaining_s()
         )

@@ -25,7 +25,7 @@ from harmonyspeech.models.types import (
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import build_catalog
-from harmonyspeech.pipelines.speech import SpeechOptions, item_seed
+from harmonyspeech.pipelines.speech import item_seed
 from harmonyspeech.pipelines.validation import (
     Score,
     ValidationOptions,
@@ -165,7 +165,7 @@ async def run_checked(
     pipeline = build_catalog(load_config(config(**options))).resolve("checked")
     synth = SeedSynth()
     clients = {"melo": synth, "whisper": SeedTranscriber(synth, good_seeds)}
-    speech = SpeechOptions(text=SENTENCES, voice="EN-US", seed=seed)
+    speech = SynthesisRequest(text=SENTENCES, voice="EN-US", seed=seed)
     ctx = PipelineContext.with_timeout(10.0, speech=speech)
     return await PipelineRunner(clients).run(pipeline, ctx), synth
 

@@ -24,10 +24,11 @@ from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.api.streaming import started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder, encode_audio
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
+from harmonyspeech.models.types import SynthesisRequest
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import PipelineSpec
-from harmonyspeech.pipelines.speech import SpeechItem, SpeechOptions, joined
+from harmonyspeech.pipelines.speech import SpeechItem, joined
 from harmonyspeech.pipelines.validation import Score
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ def _check_input(text: str, limit: int) -> None:
         raise InvalidRequestError("input is empty", param="input")
 
 
-def _options(body: SpeechRequest) -> SpeechOptions:
-    return SpeechOptions(
+def _options(body: SpeechRequest) -> SynthesisRequest:
+    return SynthesisRequest(
         text=body.input,
         voice=body.voice_id,
         speed=body.speed,
