@@ -38,5 +38,17 @@ async def root(runtime: Runtime) -> dict[str, Any]:
         "name": "harmonyspeech",
         "version": __version__,
         "models": [p.name for p in runtime.catalog],
-        "endpoints": ["/v1/models", "/v1/audio/vad", "/health", "/ready", "/docs"],
+        "endpoints": [
+            "/v1/audio/speech",
+            "/v1/audio/voices",
+            "/v1/audio/models",
+            "/v1/audio/transcriptions",
+            "/v1/audio/translations",
+            "/v1/audio/vad",
+            "/v1/models",
+            "/health",
+            "/ready",
+            "/metrics",
+            "/docs",
+        ],
     }
