@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ import httpx
 from benchmarks.bench_frontend import SENTENCES
 from benchmarks.harness import BenchResult
 from harmonyspeech.config import EngineConfig, load_config
+from tests.helpers import answers, free_port, wait_until
 
 PCM_BYTES_PER_S = 24000 * 2
 MODEL = "melo-en"
@@ -79,33 +79,18 @@ def engine_config(checkpoint: Path, bert: Path, port: int) -> EngineConfig:
 
 @contextlib.contextmanager
 def served(config: EngineConfig) -> Iterator[str]:
-    """The Serve app on a local Ray; yields its base URL once every model is loaded."""
-    import ray
-    from ray import serve
+    """The app as ``harmonyspeech serve`` runs it; yields its base URL once models are loaded."""
+    from harmonyspeech.serve.ray_env import prepare_ray_auth
 
-    from harmonyspeech.serve.app import build_application
+    prepare_ray_auth(config.server.ray.address)
+    from harmonyspeech.serve import local
 
-    ray.init(num_cpus=4, include_dashboard=False, namespace="harmonyspeech-bench")
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": config.server.port})
-        quiet = {"log_level": "WARNING", "enable_access_log": False}
-        serve.run(build_application(config), name="bench", route_prefix="/", logging_config=quiet)
-        base_url = f"http://127.0.0.1:{config.server.port}"
-        _wait_ready(base_url, timeout_s=600)
+        base_url = local.start(config)
+        wait_until(answers(f"{base_url}/ready"), timeout=600, what="the model to load")
         yield base_url
     finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def _wait_ready(base_url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base_url}/ready", timeout=5).status_code == 200:
-                return
-        time.sleep(1)
-    raise TimeoutError(f"{base_url} not ready after {timeout_s} s")
+        local.stop()
 
 
 async def one_request(
@@ -210,7 +195,7 @@ def run(quick: bool = False) -> BenchResult:
             num_heads=12,
             intermediate_size=3072,
         )
-        with served(engine_config(checkpoint, bert, _free_port())) as base_url:
+        with served(engine_config(checkpoint, bert, free_port())) as base_url:
             # Warm-up: the first requests pay for oneDNN kernel creation of their shapes.
             asyncio.run(load(base_url, 4, 4, stream=False))
             rows = []
@@ -228,9 +213,3 @@ def run(quick: bool = False) -> BenchResult:
         / by[(True, 1)]["audio_s_per_s"],
     }
     return BenchResult("speech_http", rows, summary)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

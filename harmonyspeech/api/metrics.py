@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram
 
-from harmonyspeech.pipelines.speech import SpeechItem
+from harmonyspeech.pipelines.speech import SpeechItem, retries
 from harmonyspeech.pipelines.validation import Score, request_score
 
 VALIDATION_SCORE = Histogram(
@@ -33,7 +33,7 @@ def record_validation(pipeline: str, items: Sequence[SpeechItem]) -> Score | Non
     if score is None:
         return None
     VALIDATION_SCORE.labels(pipeline, score.metric).observe(score.rate)
-    retries = sum(max(item.attempts - 1, 0) for item in items)
-    if retries:
-        VALIDATION_RETRIES.labels(pipeline).inc(retries)
+    extra = retries(items)
+    if extra:
+        VALIDATION_RETRIES.labels(pipeline).inc(extra)
     return score

@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from harmonyspeech.audio import Audio
 from harmonyspeech.config import MeloTTSModelConfig
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError
 from harmonyspeech.models.base import ModelAdapter, resolve_num_threads, set_torch_threads
+from harmonyspeech.models.melo.items import JA_BERT_CHANNELS
 from harmonyspeech.models.types import SynthesisRequest
 
 logger = logging.getLogger(__name__)
 
-JA_BERT_CHANNELS = 768
-"""Width of the BERT features every released MeloTTS model takes (its ``ja_bert`` input)."""
-
 FRONTEND_WARM_UP = "Warm-up at 10:30 for $2, Zyxthorpia."
 """Text run through the frontend at load: a number, a time, money and an out-of-vocabulary word."""
 
-# Speakers of the official checkpoints, used when demo mode builds a random network.
-DEMO_SPEAKERS = {
-    "EN": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3, "EN-Default": 4},
-    "EN_V2": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3},
-    "EN_NEWEST": {"EN-Newest": 0},
-}
+
+class _Prepared(NamedTuple):
+    """One item after the frontend: model ids, the frontend's output (for BERT), speaker row."""
+
+    sequence: Any
+    frontend: Any
+    speaker: int
 
 
 class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
@@ -77,6 +76,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
     def _load_synthesizer(self) -> Any:
         from harmonyspeech.models.melo import MELO_REPO_IDS, MeloSynthesizer
         from harmonyspeech.models.melo.checkpoint import CHECKPOINT_FILES
+        from harmonyspeech.models.melo.fixtures import OFFICIAL_SPEAKERS
         from harmonyspeech.models.weights import WeightsNotFoundError, resolve_weights
 
         options = self.config.options
@@ -97,7 +97,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
                 exc.message,
             )
             self._facts["random_weights"] = True
-            speakers = DEMO_SPEAKERS.get(options.language, {options.language: 0})
+            speakers = OFFICIAL_SPEAKERS.get(options.language, {options.language: 0})
             return MeloSynthesizer.from_random_weights(
                 size=options.random_size, speakers=speakers, device=device, dtype=dtype
             )
@@ -131,8 +131,10 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
                 f"BERT {bert.source!r} has {extractor.hidden_size} channels; MeloTTS takes "
                 f"{JA_BERT_CHANNELS}"
             )
-        self._bert = extractor if bert.enabled else None
-        self._facts["bert"] = bert.source if bert.enabled else "disabled: zero features"
+        # A checkpoint trained without BERT (data.disable_bert) takes zeros, whatever the config.
+        use_bert = bert.enabled and not self._synth.hparams.disable_bert
+        self._bert = extractor if use_bert else None
+        self._facts["bert"] = bert.source if use_bert else "disabled: zero features"
         return extractor.tokenizer
 
     def describe(self) -> dict[str, Any]:
@@ -156,7 +158,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         ready = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         features = self._features([results[i] for i in ready])
         synth_items = [
-            self._synthesis_item(items[i], results[i][0], feats)
+            self._synthesis_item(items[i], results[i], feats)
             for i, feats in zip(ready, features, strict=True)
         ]
         waveforms = self._synth.synthesize(synth_items) if synth_items else []
@@ -164,12 +166,12 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             results[index] = Audio(wave, self._synth.sample_rate)
         return results
 
-    def _prepare(self, item: SynthesisRequest) -> tuple[Any, Any] | Exception:
-        """Frontend and speaker checks for one item; a failure fails this item only."""
+    def _prepare(self, item: SynthesisRequest) -> _Prepared | Exception:
+        """Frontend and speaker lookup for one item; a failure fails this item only."""
         from harmonyspeech.text import to_sequence
 
         try:
-            self.speaker_id(item.voice)
+            speaker = self.speaker_id(item.voice)
             out = self._frontend(item.text)
             if self._bert is not None and len(out.token_ids) > self._bert.max_tokens:
                 raise InvalidRequestError(
@@ -178,25 +180,32 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
                 )
         except HarmonySpeechError as exc:
             return exc
-        return to_sequence(out, self._symbol_ids, language=self.config.options.language), out
+        sequence = to_sequence(
+            out,
+            self._symbol_ids,
+            language=self.config.options.language,
+            add_blank=self._synth.hparams.add_blank,
+        )
+        return _Prepared(sequence, out, speaker)
 
-    def _features(self, prepared: list[tuple[Any, Any]]) -> list[Any]:
+    def _features(self, prepared: list[_Prepared]) -> list[Any]:
         if self._bert is None:
             return [None] * len(prepared)
         # word2ph after blank interspersing, so there is one feature column per model token.
-        return self._bert.extract_batch([(out.token_ids, seq.word2ph) for seq, out in prepared])
+        pairs = [(p.frontend.token_ids, p.sequence.word2ph) for p in prepared]
+        return self._bert.extract_batch(pairs)
 
-    def _synthesis_item(self, item: SynthesisRequest, sequence: Any, ja_bert: Any) -> Any:
+    def _synthesis_item(self, item: SynthesisRequest, prepared: _Prepared, ja_bert: Any) -> Any:
         import numpy as np
 
         from harmonyspeech.models.melo import SynthesisItem
 
         options = self.config.options
         return SynthesisItem(
-            phones=np.asarray(sequence.phone_ids, dtype=np.int64),
-            tones=np.asarray(sequence.tone_ids, dtype=np.int64),
-            languages=np.asarray(sequence.language_ids, dtype=np.int64),
-            speaker_id=self.speaker_id(item.voice),
+            phones=np.asarray(prepared.sequence.phone_ids, dtype=np.int64),
+            tones=np.asarray(prepared.sequence.tone_ids, dtype=np.int64),
+            languages=np.asarray(prepared.sequence.language_ids, dtype=np.int64),
+            speaker_id=prepared.speaker,
             ja_bert=ja_bert,
             sdp_ratio=_or(item.sdp_ratio, options.sdp_ratio),
             noise_scale=_or(item.noise_scale, options.noise_scale),

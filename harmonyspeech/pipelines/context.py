@@ -11,7 +11,6 @@ from harmonyspeech.errors import DeadlineExceededError, InvalidRequestError
 from harmonyspeech.models.types import SynthesisRequest, VadParams, VadResult
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
-from harmonyspeech.pipelines.validation import Attempts
 
 
 @dataclass
@@ -29,7 +28,6 @@ class PipelineContext:
         speech: What a speech request asked for: its whole text, voice, speed and knobs; each
             sentence item is synthesised with these, its own text and its own seed.
         speech_items: The request's sentence items, in order, once a speech pipeline ran.
-        attempts: Per sentence index, the ``validate`` stage's attempts so far.
     """
 
     priority: Priority = Priority.INTERACTIVE
@@ -41,7 +39,6 @@ class PipelineContext:
     transcript: Transcript | None = None
     speech: SynthesisRequest | None = None
     speech_items: list[SpeechItem] = field(default_factory=list)
-    attempts: dict[int, Attempts] = field(default_factory=dict)
 
     @classmethod
     def with_timeout(cls, timeout_s: float | None, **fields: object) -> PipelineContext:

@@ -6,6 +6,7 @@ stage), so the scheduler can batch items of many requests; results come back in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,9 @@ class SpeechItem:
 
     Attributes:
         attempts: Times the sentence was synthesised (more than one after validation retries).
-        score: How Whisper's transcript of ``audio`` matched ``text``, with a ``validate`` stage.
+        score: How Whisper's transcript of ``audio`` matched ``text``, with a ``validate`` stage;
+            while attempts go on, the best score so far.
+        best_audio: The audio of the best-scoring attempt so far.
         retry: Set by a stage that wants the sentence synthesised again (with ``seed``).
     """
 
@@ -33,7 +36,13 @@ class SpeechItem:
     audio: Audio | None = None
     attempts: int = 0
     score: Score | None = None
+    best_audio: Audio | None = None
     retry: bool = False
+
+
+def retries(items: Iterable[SpeechItem]) -> int:
+    """Extra syntheses the request's sentences needed (validation retries)."""
+    return sum(max(item.attempts - 1, 0) for item in items)
 
 
 def item_seed(seed: int | None, index: int) -> int | None:

@@ -35,7 +35,6 @@ from harmonyspeech.pipelines.transcripts import (
     window_audio,
 )
 from harmonyspeech.pipelines.validation import (
-    Attempts,
     ValidationOptions,
     retry_seed,
     score_transcript,
@@ -229,14 +228,14 @@ class ValidateStage:
         if item.audio is None:
             raise InternalError("validate ran before the sentence was synthesised")
         options = ValidationOptions(**spec.options)
-        attempts = ctx.attempts.setdefault(item.index, Attempts())
         text = await self._transcribe(item.audio, options.language, ctx, client, item.index)
         score = score_transcript(item.text, text, options.language)
-        attempts.add(item.audio, score)
-        if should_retry(score, attempts.count, options):
-            item.retry, item.seed = True, retry_seed(item.seed, attempts.count)
+        if item.score is None or score.rate < item.score.rate:
+            item.score, item.best_audio = score, item.audio
+        if should_retry(score, item.attempts, options):
+            item.retry, item.seed = True, retry_seed(item.seed, item.attempts)
             return
-        item.audio, item.score = attempts.best_audio, attempts.best
+        item.audio = item.best_audio
 
     async def _transcribe(
         self, audio: Audio, language: str, ctx: PipelineContext, client: ModelClient, index: int

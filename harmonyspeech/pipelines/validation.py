@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harmonyspeech.audio import Audio
-
 _NOT_WORD = re.compile(r"[^\w\s']|_")
 _SPACES = re.compile(r"\s+")
 
@@ -99,20 +97,6 @@ def score_transcript(reference: str, transcript: str, language: str) -> Score:
         out = jiwer.process_characters(ref, hyp)
         units = len(ref)
     return Score(metric, out.substitutions + out.deletions + out.insertions, units, transcript)
-
-
-@dataclass
-class Attempts:
-    """The attempts at one sentence so far, keeping the best-scoring one."""
-
-    best_audio: Audio | None = None
-    best: Score | None = None
-    count: int = 0
-
-    def add(self, audio: Audio, score: Score) -> None:
-        self.count += 1
-        if self.best is None or score.rate < self.best.rate:
-            self.best_audio, self.best = audio, score
 
 
 def should_retry(score: Score, attempts: int, options: ValidationOptions) -> bool:

@@ -28,7 +28,7 @@ from harmonyspeech.models.types import SynthesisRequest
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import PipelineSpec
-from harmonyspeech.pipelines.speech import SpeechItem, joined
+from harmonyspeech.pipelines.speech import SpeechItem, joined, retries
 from harmonyspeech.pipelines.validation import Score
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,6 @@ class RecordedItems:
         self.seen.append(item)
         return item
 
-    async def aclose(self) -> None:
-        await self._items.aclose()  # type: ignore[attr-defined]
-
 
 def _score_header(score: Score | None) -> dict[str, str]:
     return {SCORE_HEADERS[score.metric]: f"{score.rate:.4f}"} if score else {}
@@ -166,7 +163,7 @@ def _validation_field(score: Score, items: list[SpeechItem]) -> dict[str, object
         "metric": score.metric,
         "score": round(score.rate, 4),
         "transcript": score.transcript,
-        "retries": sum(max(item.attempts - 1, 0) for item in items),
+        "retries": retries(items),
     }
 
 

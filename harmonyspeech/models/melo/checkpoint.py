@@ -115,11 +115,7 @@ def load_network(
     checkpoint_dir = Path(checkpoint_dir)
     hparams = load_hparams(checkpoint_dir)
     network = network_from_state_dict(hparams, read_state_dict(checkpoint_dir / CHECKPOINT_FILE))
-    device = torch.device(device)
-    if channels_last is None:
-        channels_last = device.type == "cpu"
-    network.to(device)
-    network.prepare_for_inference(channels_last=channels_last, decoder_dtype=decoder_dtype)
+    prepare_network(network, device, decoder_dtype=decoder_dtype, channels_last=channels_last)
     logger.info(
         "loaded MeloTTS checkpoint %s: %d symbols, %d speakers, %d Hz",
         checkpoint_dir,
@@ -128,3 +124,21 @@ def load_network(
         hparams.sampling_rate,
     )
     return network, hparams
+
+
+def prepare_network(
+    network: MeloNetwork,
+    device: str | torch.device,
+    *,
+    decoder_dtype: torch.dtype = torch.float32,
+    channels_last: bool | None = None,
+) -> None:
+    """Move a freshly loaded network to ``device`` and prepare it for inference, in place.
+
+    ``channels_last`` None picks the channels-last decoder layout on CPU, where it is faster.
+    """
+    device = torch.device(device)
+    if channels_last is None:
+        channels_last = device.type == "cpu"
+    network.to(device)
+    network.prepare_for_inference(channels_last=channels_last, decoder_dtype=decoder_dtype)

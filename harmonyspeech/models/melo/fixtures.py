@@ -30,7 +30,14 @@ from harmonyspeech.models.melo.network import MeloNetwork
 SYMBOLS_FILE = Path(__file__).with_name("symbols.json")
 """The 219-entry symbol table of the official checkpoints."""
 
-ENGLISH_SPEAKERS = {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3, "EN-Default": 4}
+OFFICIAL_SPEAKERS: dict[str, dict[str, int]] = {
+    "EN": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3, "EN-Default": 4},
+    "EN_V2": {"EN-US": 0, "EN-BR": 1, "EN_INDIA": 2, "EN-AU": 3},
+    "EN_NEWEST": {"EN-Newest": 0},
+}
+"""``spk2id`` of the official English checkpoints (v1, v2, v3), by their language code."""
+
+ENGLISH_SPEAKERS = OFFICIAL_SPEAKERS["EN"]
 """``spk2id`` of MeloTTS-English (v1)."""
 
 _MODEL_SIZES: dict[str, dict[str, Any]] = {

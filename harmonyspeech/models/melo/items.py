@@ -9,6 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+BERT_CHANNELS = 1024
+"""Width of the ``bert`` input (chinese-roberta-wwm-ext-large; all zeros for released models)."""
+
+JA_BERT_CHANNELS = 768
+"""Width of the ``ja_bert`` input, which carries the 768-d BERT of every released language."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class SynthesisItem:

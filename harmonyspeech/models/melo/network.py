@@ -178,13 +178,16 @@ class MeloNetwork(nn.Module):
     def prepare_for_inference(
         self, *, channels_last: bool, decoder_dtype: torch.dtype = torch.float32
     ) -> None:
-        """Fold weight norm, freeze parameters and pick the decoder layout; call once, on load.
+        """Drop the training-only posterior encoder, fold weight norm, freeze parameters and
+        pick the decoder layout; call once, after loading the checkpoint.
 
         Args:
             channels_last: Run the decoder in channels-last 2-D layout (faster on CPU).
             decoder_dtype: Precision of the decoder, which dominates the cost. Everything that
                 decides durations stays in float32, so item lengths never depend on it.
         """
+        # enc_q encodes spectrograms for training (~9 M parameters); inference never runs it.
+        del self.enc_q
         fold_weight_norm(self)
         self.eval()
         self.requires_grad_(False)

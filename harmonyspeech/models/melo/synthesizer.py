@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmonyspeech.models.melo.checkpoint import load_network
+from harmonyspeech.models.melo.checkpoint import load_network, prepare_network
 from harmonyspeech.models.melo.hparams import MeloHParams
-from harmonyspeech.models.melo.items import SynthesisItem
+from harmonyspeech.models.melo.items import BERT_CHANNELS, JA_BERT_CHANNELS, SynthesisItem
 from harmonyspeech.models.melo.network import MeloNetwork, NetworkInputs, PerItemNoise
-from harmonyspeech.models.melo.text_encoder import BERT_CHANNELS, JA_BERT_CHANNELS
 
 AVERAGE_FRAMES_PER_TOKEN = 3.0
 """Rough latent frames per token (blanks included) at speed 1, for cost estimates only."""
@@ -129,11 +128,7 @@ class MeloSynthesizer:
         from harmonyspeech.models.melo.fixtures import random_network
 
         network, hparams = random_network(size=size, seed=seed, speakers=speakers)
-        device = torch.device(device)
-        network.to(device)
-        network.prepare_for_inference(
-            channels_last=device.type == "cpu", decoder_dtype=_resolve_dtype(dtype)
-        )
+        prepare_network(network, device, decoder_dtype=_resolve_dtype(dtype))
         return cls(network, hparams)
 
     @property

@@ -7,13 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from harmonyspeech.models.melo.items import BERT_CHANNELS, JA_BERT_CHANNELS
 from harmonyspeech.models.melo.layers import TransformerEncoder
-
-BERT_CHANNELS = 1024
-"""Width of the ``bert`` input (chinese-roberta-wwm-ext-large; all zeros for released models)."""
-
-JA_BERT_CHANNELS = 768
-"""Width of the ``ja_bert`` input, which carries the 768-d BERT of every released language."""
 
 
 class TextEncoder(nn.Module):
