@@ -12,6 +12,7 @@ BENCHMARKS = {
     "melo": "benchmarks.bench_melo_network",
     "tts": "benchmarks.bench_tts_e2e",
     "speech_http": "benchmarks.bench_speech_http",
+    "batch": "benchmarks.bench_batch",
 }
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harmonyspeech.errors import ConfigError
 
@@ -62,11 +69,41 @@ class BatchingPolicy(StrictModel):
     items of similar length. Bounds how far an item can be overtaken."""
 
 
+class AutoscalingOptions(StrictModel):
+    """Ray Serve autoscaling for one deployment: replicas follow the requests in flight."""
+
+    min_replicas: int = Field(1, ge=0)
+    """Fewest replicas; 0 lets an idle model scale away (its next request waits for a load)."""
+
+    max_replicas: int = Field(ge=1)
+    """Most replicas."""
+
+    target_ongoing_requests: float = Field(64.0, gt=0)
+    """Requests in flight per replica that autoscaling aims for. For a batching model keep it at
+    a few batches' worth: replicas split the traffic, and so their batches."""
+
+    upscale_delay_s: float = Field(30.0, ge=0)
+    """How long demand must stay above target before replicas are added."""
+
+    downscale_delay_s: float = Field(600.0, ge=0)
+    """How long demand must stay below target before replicas are removed (model loads are
+    expensive, so scale down slowly)."""
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> AutoscalingOptions:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
 class DeploymentOptions(StrictModel):
     """Ray Serve options for one deployment."""
 
     replicas: int = Field(1, ge=1)
-    """Number of replicas."""
+    """Number of replicas (fixed); ignored, and must be left out, when ``autoscaling`` is set."""
+
+    autoscaling: AutoscalingOptions | None = None
+    """Scale the replicas between bounds instead of a fixed ``replicas`` count."""
 
     num_cpus: float = Field(1.0, ge=0)
     """CPUs reserved per replica (fractions allowed)."""
@@ -77,6 +114,12 @@ class DeploymentOptions(StrictModel):
     max_ongoing_requests: int = Field(256, ge=1)
     """Requests a replica accepts concurrently. Must be well above the batch size: Ray's default
     of 5 starves batching."""
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> DeploymentOptions:
+        if self.autoscaling is not None and "replicas" in self.model_fields_set:
+            raise ValueError("set either replicas or autoscaling, not both")
+        return self
 
 
 class WeightsSource(StrictModel):
@@ -349,6 +392,11 @@ class RayConfig(StrictModel):
     num_cpus: int | None = Field(None, ge=1)
     """Logical CPUs for the embedded Ray; None: Ray's own count."""
 
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    """Ray runtime environment of the application (``env_vars``, ``pip``, a remote
+    ``working_dir``, ...): passed to ``ray.init`` when joining a cluster and written into the
+    Serve config by ``harmonyspeech build-serve-config``."""
+
 
 class ServerConfig(StrictModel):
     """The HTTP front door."""
@@ -519,6 +567,11 @@ def cross_check(config: EngineConfig) -> Iterable[tuple[str, str]]:
                     f"unknown model {stage.model!r}; known: {', '.join(known)}",
                 )
     for i, model in enumerate(config.models):
+        if model.deployment.num_gpus > 0 and model.device == "cpu":
+            yield (
+                f"models[{i}].deployment.num_gpus",
+                "reserves a GPU for a model on device 'cpu'; set device to cuda or auto",
+            )
         if model.deployment.max_ongoing_requests < model.batching.max_batch_size:
             yield (
                 f"models[{i}].deployment.max_ongoing_requests",

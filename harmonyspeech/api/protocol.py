@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harmonyspeech.errors import InvalidRequestError
+from harmonyspeech.models.types import SynthesisRequest
+
 
 class SegmentOut(BaseModel):
     start: float
@@ -83,3 +86,24 @@ class SpeechRequest(BaseModel):
     @property
     def unknown_fields(self) -> list[str]:
         return sorted(self.model_extra or {})
+
+    def check_input(self, max_chars: int) -> None:
+        """Reject empty text and text over ``max_chars`` (400, ``param: input``)."""
+        if len(self.input) > max_chars:
+            raise InvalidRequestError(
+                f"input is {len(self.input)} characters; the limit is {max_chars}", param="input"
+            )
+        if not self.input.strip():
+            raise InvalidRequestError("input is empty", param="input")
+
+    def synthesis_request(self) -> SynthesisRequest:
+        """What the pipeline speaks, and how."""
+        return SynthesisRequest(
+            text=self.input,
+            voice=self.voice_id,
+            speed=self.speed,
+            sdp_ratio=self.sdp_ratio,
+            noise_scale=self.noise_scale,
+            noise_scale_w=self.noise_scale_w,
+            seed=self.seed,
+        )

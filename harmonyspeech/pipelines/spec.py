@@ -13,7 +13,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harmonyspeech.config import EngineConfig, ModelConfigBase, format_validation_errors
+from harmonyspeech.config import (
+    EngineConfig,
+    ModelConfigBase,
+    format_validation_errors,
+    load_config,
+)
 from harmonyspeech.errors import ConfigError, NotFoundError
 from harmonyspeech.models.registry import FAMILIES
 
@@ -130,6 +135,20 @@ def build_catalog(config: EngineConfig) -> PipelineCatalog:
         )
         for p in config.pipelines
     )
+
+
+def load_checked_config(path: str) -> EngineConfig:
+    """Load a config file and validate its pipelines against the model registry.
+
+    Raises:
+        ConfigError: Every problem, with its path in the file.
+    """
+    config = load_config(path)
+    try:
+        build_catalog(config)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=path) from None
+    return config
 
 
 def _stage_problems(config: EngineConfig) -> Iterator[tuple[str, str]]:

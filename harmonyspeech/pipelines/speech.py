@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmonyspeech.audio import Audio
+from harmonyspeech.audio import Audio, encode_audio
 from harmonyspeech.pipelines.validation import Score
 
 PIECE_GAP_S = 0.05
@@ -65,3 +65,9 @@ def joined(items: list[SpeechItem]) -> Audio:
         raise ValueError("no audio to join")
     rate = audios[0].sample_rate
     return Audio(np.concatenate([a.samples for a in audios]), rate)
+
+
+def encoded_file(items: list[SpeechItem], fmt: str) -> bytes:
+    """All items' audio as one complete file of format ``fmt`` (CPU work: run it in a thread)."""
+    audio = joined(items)
+    return encode_audio(audio.samples, input_rate=audio.sample_rate, fmt=fmt)

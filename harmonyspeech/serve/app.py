@@ -16,7 +16,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from harmonyspeech.api.auth import with_env_keys
+from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_env_keys
 from harmonyspeech.config import DeploymentOptions, EngineConfig, load_config
 from harmonyspeech.pipelines.spec import build_catalog
 from harmonyspeech.serve.deployments import Ingress, ModelServer
@@ -24,6 +24,14 @@ from harmonyspeech.serve.deployments import Ingress, ModelServer
 logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "HARMONYSPEECH_CONFIG"
+APP_NAME = "harmonyspeech"
+"""Name of the Serve application (``harmonyspeech serve``, generated Serve configs, batch jobs)."""
+INGRESS_NAME = "ingress"
+
+
+def model_deployment_name(model: str) -> str:
+    """The Serve deployment of model instance ``model``."""
+    return f"model-{model}"
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -40,6 +48,13 @@ def build_app(args: dict[str, Any]) -> Application:
         if not path:
             raise ValueError(f"pass args.config_path, args.config or set {CONFIG_ENV}")
         config = load_config(path)
+    # `harmonyspeech serve` checks this before starting Ray; `serve deploy` comes through here.
+    auth = config.server.auth
+    ensure_safe_binding(
+        config.server.host,
+        ApiKeyVerifier.from_config(auth),
+        allow_insecure=auth.allow_insecure_no_auth,
+    )
     return build_application(config)
 
 
@@ -49,21 +64,38 @@ def build_application(config: EngineConfig) -> Application:
     config = with_env_keys(config)
     models = {
         m.name: serve.deployment(
-            ModelServer, name=f"model-{m.name}", **deployment_options(m.deployment)
+            ModelServer, name=model_deployment_name(m.name), **deployment_options(m.deployment)
         ).bind(m)
         for m in config.models
     }
     ingress = serve.deployment(
-        serve.ingress()(Ingress), name="ingress", **deployment_options(config.server.ingress)
+        serve.ingress()(Ingress), name=INGRESS_NAME, **deployment_options(config.server.ingress)
     )
-    logger.info("built application: ingress + %s", ", ".join(f"model-{n}" for n in models))
+    logger.info(
+        "built application: ingress + %s", ", ".join(model_deployment_name(n) for n in models)
+    )
     return ingress.bind(config, models)
 
 
 def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
-    """Serve deployment keyword arguments from our options."""
+    """Serve deployment options from ours: keyword arguments of ``serve.deployment`` and, the
+    same keys, a deployment entry of a Serve config file."""
+    replicas: dict[str, Any]
+    if options.autoscaling is None:
+        replicas = {"num_replicas": options.replicas}
+    else:
+        scaling = options.autoscaling
+        replicas = {
+            "autoscaling_config": {
+                "min_replicas": scaling.min_replicas,
+                "max_replicas": scaling.max_replicas,
+                "target_ongoing_requests": scaling.target_ongoing_requests,
+                "upscale_delay_s": scaling.upscale_delay_s,
+                "downscale_delay_s": scaling.downscale_delay_s,
+            }
+        }
     return {
-        "num_replicas": options.replicas,
+        **replicas,
         "max_ongoing_requests": options.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
     }

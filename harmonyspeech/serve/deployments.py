@@ -54,5 +54,9 @@ class Ingress:
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
 
+    async def engine_config(self) -> dict[str, Any]:
+        """The config this app runs, for batch jobs that attach to it (key hashes only)."""
+        return self.runtime.config.model_dump(mode="json")
+
     def __serve_build_asgi_app__(self) -> Any:
         return create_app(self.runtime)

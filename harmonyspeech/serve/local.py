@@ -13,11 +13,9 @@ import ray
 from ray import serve
 
 from harmonyspeech.config import EngineConfig
-from harmonyspeech.serve.app import build_application
+from harmonyspeech.serve.app import APP_NAME, build_application
 
 logger = logging.getLogger(__name__)
-
-APP_NAME = "harmonyspeech"
 
 
 def start(config: EngineConfig) -> str:
@@ -27,11 +25,15 @@ def start(config: EngineConfig) -> str:
         The base URL the app listens on.
     """
     server = config.server
+    embedded = server.ray.address is None
     ray.init(
-        address=server.ray.address,
-        num_cpus=server.ray.num_cpus if server.ray.address is None else None,
+        # "local" always starts our own Ray: a bare ray.init() would join any cluster that
+        # `ray start` once ran on this machine (even a dead one, and then hang).
+        address="local" if embedded else server.ray.address,
+        num_cpus=server.ray.num_cpus if embedded else None,
         include_dashboard=False,
         namespace=APP_NAME,
+        runtime_env=server.ray.runtime_env or None,
     )
     serve.start(http_options={"host": server.host, "port": server.port})
     serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)

@@ -28,7 +28,7 @@ def served(tiny_weights: TinyWeights) -> Iterator[ServedApp]:
 
     config = served_config(tiny_weights, port=free_port())
     base_url = f"http://127.0.0.1:{config.server.port}"
-    ray.init(num_cpus=4, include_dashboard=False, namespace="harmonyspeech-tests")
+    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="harmonyspeech-tests")
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": config.server.port})
         quiet = {"log_level": "WARNING", "enable_access_log": False}

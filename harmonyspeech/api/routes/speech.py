@@ -22,13 +22,12 @@ from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.metrics import record_validation
 from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.api.streaming import started
-from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder, encode_audio
-from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
-from harmonyspeech.models.types import SynthesisRequest
+from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
+from harmonyspeech.errors import HarmonySpeechError
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import PipelineSpec
-from harmonyspeech.pipelines.speech import SpeechItem, joined, retries
+from harmonyspeech.pipelines.speech import SpeechItem, encoded_file, retries
 from harmonyspeech.pipelines.validation import Score
 
 logger = logging.getLogger(__name__)
@@ -50,9 +49,9 @@ async def create_speech(
     if body.unknown_fields:
         logger.info("speech request: ignoring unknown fields %s", ", ".join(body.unknown_fields))
     limits = runtime.config.server.limits
-    _check_input(body.input, limits.max_input_chars)
+    body.check_input(limits.max_input_chars)
     pipeline = runtime.catalog.resolve(body.model, produces="speech")
-    ctx = PipelineContext.with_timeout(limits.request_timeout_s, speech=_options(body))
+    ctx = PipelineContext.with_timeout(limits.request_timeout_s, speech=body.synthesis_request())
     headers = await _headers(runtime, pipeline)
     # Wait for the first sentence, so a request that fails before any audio exists gets a
     # proper error status instead of a broken 200 stream.
@@ -64,32 +63,11 @@ async def create_speech(
             events, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **headers}
         )
     if not body.stream:
-        content = await _whole_file([item async for item in items], fmt)
+        content = await run_in_threadpool(encoded_file, [item async for item in items], fmt)
         headers.update(_score_header(items.score))
         return Response(content, media_type=CONTENT_TYPES[fmt], headers=headers)
     return StreamingResponse(
         _audio_bytes(items, fmt), media_type=CONTENT_TYPES[fmt], headers=headers
-    )
-
-
-def _check_input(text: str, limit: int) -> None:
-    if len(text) > limit:
-        raise InvalidRequestError(
-            f"input is {len(text)} characters; the limit is {limit}", param="input"
-        )
-    if not text.strip():
-        raise InvalidRequestError("input is empty", param="input")
-
-
-def _options(body: SpeechRequest) -> SynthesisRequest:
-    return SynthesisRequest(
-        text=body.input,
-        voice=body.voice_id,
-        speed=body.speed,
-        sdp_ratio=body.sdp_ratio,
-        noise_scale=body.noise_scale,
-        noise_scale_w=body.noise_scale_w,
-        seed=body.seed,
     )
 
 
@@ -179,10 +157,3 @@ async def _encoded(
         yield await run_in_threadpool(encoder.encode, item.audio.samples), item.audio.duration
     if encoder is not None:
         yield await run_in_threadpool(encoder.finish), 0.0
-
-
-async def _whole_file(items: list[SpeechItem], fmt: str) -> bytes:
-    audio = joined(items)
-    return await run_in_threadpool(
-        encode_audio, audio.samples, input_rate=audio.sample_rate, fmt=fmt
-    )

@@ -1,0 +1,186 @@
+"""``harmonyspeech batch run`` and ``batch submit``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from harmonyspeech.batch.job import BatchOptions, BatchSummary, run_batch
+from harmonyspeech.batch.lines import BatchLine, read_lines
+from harmonyspeech.errors import ConfigError, ModelLoadError
+from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
+from harmonyspeech.pipelines.spec import load_checked_config
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_APP = "harmonyspeech"
+READY_POLL_S = 2.0
+
+
+def add_batch_commands(commands: Any) -> None:
+    """The ``batch`` command group of the CLI."""
+    batch = commands.add_parser("batch", help="synthesise a JSONL file of speech requests")
+    actions = batch.add_subparsers(required=True, metavar="ACTION")
+
+    run = actions.add_parser("run", help="run a batch here (or inside a submitted Ray job)")
+    _common_options(run)
+    run.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster whose running Serve app to use (default: $RAY_ADDRESS, set inside "
+        "Ray jobs); without one, or without a running app, the models run in this process",
+    )
+    run.set_defaults(handler=run_command)
+
+    submit = actions.add_parser("submit", help="submit a batch to a Ray cluster as a job")
+    _common_options(submit)
+    submit.add_argument("--address", required=True, help="Ray dashboard, http://HEAD:8265")
+    submit.add_argument("--python", default="python", help="interpreter on the cluster")
+    submit.add_argument("--num-cpus", type=float, help="CPUs reserved for the job's driver")
+    submit.add_argument("--num-gpus", type=float, help="GPUs reserved for the job's driver")
+    submit.add_argument("--submission-id", help="job id to use (default: Ray's)")
+    submit.add_argument(
+        "--no-wait", action="store_true", help="print the job id and return at once"
+    )
+    submit.set_defaults(handler=submit_command)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="JSONL file, one speech request per line")
+    parser.add_argument("--out", required=True, help="output directory (created; resumable)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="engine config for running the models in-process (no Serve app running)",
+    )
+    parser.add_argument("--app", default=DEFAULT_APP, help="Serve app to use on a cluster")
+    parser.add_argument("--model", help="model for lines without one (e.g. tts-1)")
+    parser.add_argument("--voice", help="voice for lines without one")
+    parser.add_argument("--response-format", help="format for lines without one (default mp3)")
+    parser.add_argument("--concurrency", type=int, default=16, help="lines in flight")
+    parser.add_argument(
+        "--line-timeout-s", type=float, default=900.0, help="deadline of one line's work"
+    )
+    parser.add_argument(
+        "--ready-timeout-s", type=float, default=900.0, help="longest wait for models to load"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _defaults(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = (
+        ("model", args.model),
+        ("voice", args.voice),
+        ("response_format", args.response_format),
+    )
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _forwarded_options(args: argparse.Namespace) -> list[str]:
+    """The run options a submitted job passes on to ``batch run`` on the cluster."""
+    options = ["--app", args.app, "--concurrency", str(args.concurrency)]
+    options += ["--line-timeout-s", str(args.line_timeout_s)]
+    options += ["--ready-timeout-s", str(args.ready_timeout_s)]
+    for flag, value in _defaults(args).items():
+        options += [f"--{flag.replace('_', '-')}", value]
+    if args.no_progress:
+        options.append("--no-progress")
+    return options
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if not args.input.is_file():
+        raise ConfigError([("input", f"no such file: {args.input}")])
+    lines = read_lines(args.input, _defaults(args))
+    options = BatchOptions(concurrency=max(1, args.concurrency), line_timeout_s=args.line_timeout_s)
+    summary = asyncio.run(_run(args, lines, options))
+    print(summary.describe(), flush=True)
+    return 0
+
+
+async def _run(
+    args: argparse.Namespace, lines: list[BatchLine], options: BatchOptions
+) -> BatchSummary:
+    from tqdm import tqdm
+
+    async with open_runtime(args) as runtime:
+        with tqdm(total=len(lines), unit="line", disable=args.no_progress, mininterval=1.0) as bar:
+            return await run_batch(runtime, lines, Path(args.out), options, bar.update)
+
+
+@asynccontextmanager
+async def open_runtime(args: argparse.Namespace) -> AsyncIterator[EngineRuntime]:
+    """The running Serve app's deployments when there is one, else models in this process."""
+    if args.address:
+        from harmonyspeech.serve.ray_env import prepare_ray_auth
+
+        prepare_ray_auth(args.address)
+        from harmonyspeech.serve import attach
+
+        attach.connect(args.address)
+        if attach.running_app(args.app):
+            runtime = await attach.attached_runtime(args.app)
+            await wait_ready(runtime, args.ready_timeout_s)
+            yield runtime
+            return
+        logger.info("no running Serve app %r on the cluster: models run in this job", args.app)
+    if args.config is None:
+        raise ConfigError(
+            [("--config", "required when no harmonyspeech Serve app is running to attach to")]
+        )
+    engine = LocalEngine(load_checked_config(str(args.config)))
+    await asyncio.to_thread(engine.start, timeout=args.ready_timeout_s)
+    try:
+        yield engine.runtime
+    finally:
+        await asyncio.to_thread(engine.stop)
+
+
+async def wait_ready(runtime: EngineRuntime, timeout_s: float) -> None:
+    """Wait (bounded) until every model of the attached app has loaded."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        statuses = await runtime.model_statuses()
+        waiting = [name for name, s in statuses.items() if s.get("state") != "ready"]
+        if not waiting:
+            return
+        if loop.time() > deadline:
+            raise ModelLoadError(f"not ready after {timeout_s:.0f} s: {', '.join(waiting)}")
+        await asyncio.sleep(READY_POLL_S)
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    if not args.input.is_file():
+        raise ConfigError([("input", f"no such file: {args.input}")])
+    from harmonyspeech.serve.ray_env import prepare_ray_auth
+
+    prepare_ray_auth(args.address)
+    from harmonyspeech.serve import jobs
+
+    job = jobs.BatchSubmission(
+        input_path=args.input,
+        # Relative paths would land in the job's temporary working dir on the cluster.
+        out_dir=os.path.abspath(args.out),
+        run_args=_forwarded_options(args),
+        config_path=args.config,
+        python=args.python,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        submission_id=args.submission_id,
+    )
+    job_id = jobs.submit(args.address, job)
+    print(f"submitted batch job {job_id}; output in {job.out_dir} on the cluster", flush=True)
+    if args.no_wait:
+        print(f"follow it with: ray job logs --follow {job_id} --address {args.address}")
+        return 0
+    status = jobs.follow(args.address, job_id)
+    print(f"batch job {job_id}: {status.value}", file=sys.stderr, flush=True)
+    return 0 if status == jobs.JobStatus.SUCCEEDED else 1

@@ -1,0 +1,119 @@
+"""``harmonyspeech batch run`` with the models in-process (no Ray), on the tiny real models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harmonyspeech.audio import decode_audio
+from harmonyspeech.batch.job import BatchOptions, run_batch
+from harmonyspeech.batch.lines import parse_lines
+from harmonyspeech.cli import main
+from harmonyspeech.engine.client import LocalModelClient
+from harmonyspeech.engine.items import Priority
+from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
+from tests.conftest import TinyWeights, served_config, served_config_data, write_config
+
+
+def _manifest(out: Path) -> dict[str, dict[str, Any]]:
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    by_id = {record["id"]: record for record in records}
+    assert len(by_id) == len(records), "a manifest never holds an id twice"
+    return by_id
+
+
+def _input(path: Path) -> Path:
+    lines = [
+        {"id": "plain", "input": "Plain speech. Two sentences.", "voice": "alloy"},
+        {"id": "checked", "input": "Checked speech.", "model": "tts-validated", "voice": "echo"},
+        {"id": "flac", "input": "A flac file.", "voice": "nova", "response_format": "flac"},
+        {"id": "pcm", "input": "Raw samples.", "voice": "alloy", "response_format": "pcm"},
+        {"id": "bad-voice", "input": "Nobody.", "voice": "nobody"},
+        {"id": "too-fast", "input": "Fast.", "voice": "alloy", "speed": 12},
+        {"id": "empty", "input": "   ", "voice": "alloy"},
+        {"id": "no-such-model", "input": "Hi.", "voice": "alloy", "model": "nope"},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n{broken\n")
+    return path
+
+
+def test_batch_run_writes_audio_and_a_manifest_then_resumes(
+    tmp_path: Path, tiny_weights: TinyWeights, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path / "engine.yaml", served_config_data(tiny_weights))
+    source, out = _input(tmp_path / "in.jsonl"), tmp_path / "out"
+    command = ["batch", "run", str(source), "--out", str(out), "--config", str(config)]
+    command += ["--model", "tts-1", "--response-format", "wav", "--no-progress"]
+
+    assert main(command) == 0
+    records = _manifest(out)
+    assert {k for k, r in records.items() if r["status"] == "ok"} == {
+        "plain", "checked", "flac", "pcm"
+    }  # fmt: skip
+    for name in ("plain", "checked", "flac"):
+        record = records[name]
+        audio = decode_audio((out / record["path"]).read_bytes(), sample_rate=24000)
+        assert abs(audio.duration - record["duration"]) < 0.03
+        assert record["sample_rate"] == 24000
+    assert records["flac"]["path"] == "flac.flac" and records["plain"]["path"] == "plain.wav"
+    pcm_seconds = (out / "pcm.pcm").stat().st_size / 2 / 24000  # s16le mono at 24 kHz
+    assert abs(pcm_seconds - records["pcm"]["duration"]) < 0.002
+    assert records["checked"]["validation"]["metric"] == "wer"
+    assert records["plain"]["validation"] is None
+    errors = {k: r["error"] for k, r in records.items() if r["status"] == "failed"}
+    assert errors["bad-voice"]["param"] == "voice"
+    assert errors["too-fast"]["param"] == "speed"
+    assert errors["empty"]["message"] == "input is empty"
+    assert errors["no-such-model"]["type"] == "invalid_request_error"
+    assert errors["line-9"]["message"].startswith("not JSON")
+    assert "9 lines: 4 done, 5 failed, 0 skipped" in capsys.readouterr().out
+
+    # A job killed mid-way: a torn manifest line, a half-written file, audio of a line that was
+    # never recorded, and a recorded line whose file was lost.
+    (out / "flac.flac").unlink()
+    with (out / "manifest.jsonl").open("a") as manifest:
+        manifest.write('{"id": "pl')
+    (out / ".partial-plain.wav").write_bytes(b"RIFF")
+    kept = (out / "plain.wav").stat().st_mtime_ns
+
+    assert main(command) == 0
+    again = _manifest(out)
+    assert set(again) == set(records)
+    assert again["flac"]["status"] == "ok" and (out / "flac.flac").exists()
+    assert (out / "plain.wav").stat().st_mtime_ns == kept, "done lines are not redone"
+    assert not list(out.glob(".partial-*"))
+    assert "9 lines: 1 done, 5 failed, 3 skipped" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["failed"], summary["skipped"]) == (1, 5, 3)
+
+
+class PrioritySpy:
+    """The real local client, noting the priority of every call."""
+
+    def __init__(self, client: LocalModelClient):
+        self.client, self.priorities = client, []
+
+    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+        self.priorities.append(priority)
+        return await self.client.infer(payload, priority=priority, timeout_s=timeout_s)
+
+    async def status(self) -> dict[str, Any]:
+        return await self.client.status()
+
+
+async def test_batch_lines_queue_behind_live_traffic(
+    tmp_path: Path, tiny_weights: TinyWeights
+) -> None:
+    with LocalEngine(served_config(tiny_weights)) as engine:
+        spies = {n: PrioritySpy(LocalModelClient(w)) for n, w in engine.workers.items()}
+        runtime = EngineRuntime(engine.config, spies)
+        text = json.dumps({"input": "One. Two. Three.", "voice": "alloy", "model": "tts-validated"})
+        lines = parse_lines([(1, text)], {})
+        summary = await run_batch(runtime, lines, tmp_path, BatchOptions(concurrency=2))
+    assert summary.done == 1
+    calls = spies["melo-en"].priorities + spies["whisper"].priorities
+    assert spies["melo-en"].priorities and spies["whisper"].priorities
+    assert set(calls) == {Priority.BATCH}
