@@ -283,8 +283,9 @@ class MeloTTSOptions(StrictModel):
     them as the letters "unk"."""
 
     decoder_batch_size: int | None = Field(None, ge=1)
-    """Most items the decoder runs at once; None: the synthesizer's measured default (one at a
-    time on CPU, the whole batch on GPU). Results never depend on it."""
+    """Most items the per-frame half (flow and decoder) runs at once; None: the synthesizer's
+    measured default (one at a time on CPU, the whole batch on GPU). Results never depend on
+    it."""
 
     random_size: Literal["tiny", "real"] = "real"
     """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""

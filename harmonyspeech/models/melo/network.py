@@ -208,8 +208,9 @@ class MeloNetwork(nn.Module):
         Args:
             inputs: The batch, on this network's device.
             noise: Per-item Gaussian noise (see :class:`PerItemNoise`).
-            decoder_batch_size: Most items the decoder runs at once (None: all). Items are
-                grouped by length and each group is padded only to its own longest item.
+            decoder_batch_size: Most items the flow and the decoder (the per-frame half) run
+                at once (None: all). Items are grouped by length and each group is padded only
+                to its own longest item.
                 Results do not depend on it; on CPU 1 is fastest (no padding, smaller working
                 set), on GPUs the whole batch.
             bucket_lengths: Pad token and frame lengths up to a few fixed sizes (at most
@@ -246,13 +247,17 @@ class MeloNetwork(nn.Module):
         log_scale = expand_to_frames(prior_log_scale, token_of_frame) * y_mask
         eps = self._noise(noise, mean.shape[1], frames, mean.shape[-1], frame_major=True)
         z_p = mean + eps * torch.exp(log_scale) * _per_item(inputs.noise_scale)
-        z = self.flow.inverse(z_p, y_mask, g)
 
-        audio = z.new_zeros(z.shape[0], z.shape[2] * self.hop_length)
+        audio = z_p.new_zeros(z_p.shape[0], z_p.shape[2] * self.hop_length)
         for group in _length_groups(frames.tolist(), decoder_batch_size):
-            index = torch.tensor(group, device=z.device)
+            index = torch.tensor(group, device=z_p.device)
             n_frames = rounded(int(frames[index].max()))
-            wave = self._decode(z[index, :, :n_frames], g[index], y_mask[index, :, :n_frames])
+            mask = y_mask[index, :, :n_frames]
+            # The flow attends over frames (quadratic in length), so it runs per group too,
+            # padded only to the group's longest item: padding a short item to a long batch
+            # mate's length cost several times its own work on CPU.
+            z = self.flow.inverse(z_p[index, :, :n_frames], mask, g[index])
+            wave = self._decode(z, g[index], mask)
             audio[index, : wave.shape[1]] = wave
         return NetworkOutput(audio, frames, durations[:, 0, :n_tokens].long())
 

@@ -46,8 +46,9 @@ class MeloSynthesizer:
     Args:
         network: A network prepared with ``prepare_for_inference``.
         hparams: Its hyperparameters.
-        decoder_batch_size: Most items the decoder runs at once; ``"auto"``: 1 on CPU (faster
-            there), the whole batch elsewhere. Results never depend on it.
+        decoder_batch_size: Most items the per-frame half (flow and decoder) runs at once;
+            ``"auto"``: 1 on CPU (faster there), the whole batch elsewhere. Results never
+            depend on it.
         bucket_lengths: Pad lengths to a few fixed sizes so shapes repeat (see
             ``MeloNetwork.infer``); off by default, neutral on CPU. Results never depend on it.
 
@@ -69,8 +70,8 @@ class MeloSynthesizer:
         self.hparams = hparams
         self._device = network.emb_g.weight.device
         if decoder_batch_size == "auto":
-            # Measured: on CPU the decoder is compute-bound and batching only adds padding and
-            # cache misses, so items are decoded one by one after the batched front half.
+            # Measured: on CPU the flow and decoder are compute-bound and batching only adds
+            # padding and cache misses, so they run item by item after the batched front half.
             decoder_batch_size = 1 if self._device.type == "cpu" else None
         self.decoder_batch_size = decoder_batch_size
 
