@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_APP = "harmonyspeech"
 READY_POLL_S = 2.0
+EXIT_INTERRUPTED = 130
 
 
 def add_batch_commands(commands: Any) -> None:
@@ -100,7 +101,11 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError([("input", f"no such file: {args.input}")])
     lines = read_lines(args.input, _defaults(args))
     options = BatchOptions(concurrency=max(1, args.concurrency), line_timeout_s=args.line_timeout_s)
-    summary = asyncio.run(_run(args, lines, options))
+    try:
+        summary = asyncio.run(_run(args, lines, options))
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(summary.describe(), flush=True)
     return 0
 
