@@ -63,10 +63,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types (pickle, zip, OS errors)
-        raise ModelLoadError(f"cannot read MeloTTS checkpoint {path}: {exc}") from exc
+        raise ModelLoadError(f"cannot read checkpoint {path}: {exc}") from exc
     state = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ModelLoadError(f"MeloTTS checkpoint {path} has no 'model' state dict")
+        raise ModelLoadError(f"checkpoint {path} has no 'model' state dict")
     return dict(state)
 
 

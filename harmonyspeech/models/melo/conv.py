@@ -28,7 +28,7 @@ def weight_norm_weight(weight_v: Tensor, weight_g: Tensor) -> Tensor:
     channel for a transposed convolution (whose weight is ``[in, out, k]``).
     """
     dims = tuple(range(1, weight_v.dim()))
-    return weight_v * (weight_g / weight_v.norm(dim=dims, keepdim=True))
+    return weight_v * (weight_g / torch.linalg.vector_norm(weight_v, dim=dims, keepdim=True))
 
 
 class Conv(nn.Module):
