@@ -301,11 +301,44 @@ class MeloTTSModelConfig(ModelConfigBase):
     """Synthesis settings."""
 
 
+class OpenVoiceOptions(StrictModel):
+    """OpenVoice V2 tone-colour converter settings."""
+
+    tau: float = Field(0.3, gt=0, le=1)
+    """Posterior noise scale of conversion (upstream's default)."""
+
+    min_speech_s: float = Field(5.0, gt=0)
+    """Least speech a cloning reference must hold (after silence is cut away)."""
+
+    piece_s: float = Field(10.0, gt=0)
+    """Reference speech is cut into about this long pieces, each embedded, then averaged (as
+    upstream's ``get_se``)."""
+
+    base_speakers: list[str] = Field(
+        default_factory=lambda: ["EN-US", "EN-BR", "EN_INDIA", "EN-AU", "EN-Default"]
+    )
+    """MeloTTS speakers whose tone colour is loaded (``base_speakers/ses/<speaker>.pth``):
+    the voices that synthesised speech can be converted from."""
+
+    random_size: Literal["tiny", "real"] = "real"
+    """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""
+
+
+class OpenVoiceModelConfig(ModelConfigBase):
+    """OpenVoice V2 tone-colour embeddings and conversion (official converter checkpoint)."""
+
+    family: Literal["openvoice"]
+    """Model family."""
+
+    options: OpenVoiceOptions = OpenVoiceOptions()
+    """Conversion settings."""
+
+
 ModelConfig = Annotated[
-    SileroVadModelConfig | FasterWhisperModelConfig | MeloTTSModelConfig,
+    SileroVadModelConfig | FasterWhisperModelConfig | MeloTTSModelConfig | OpenVoiceModelConfig,
     Field(discriminator="family"),
 ]
-MODEL_FAMILIES: tuple[str, ...] = ("silero-vad", "faster-whisper", "melotts")
+MODEL_FAMILIES: tuple[str, ...] = ("silero-vad", "faster-whisper", "melotts", "openvoice")
 
 
 # ---------------------------------------------------------------------------------------------

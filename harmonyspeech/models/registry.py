@@ -38,6 +38,10 @@ FAMILIES: dict[str, FamilyInfo] = {
         adapter="harmonyspeech.models.melotts:MeloTTSAdapter",
         tasks=frozenset({"synthesize"}),
     ),
+    "openvoice": FamilyInfo(
+        adapter="harmonyspeech.models.tone_color:OpenVoiceAdapter",
+        tasks=frozenset({"embed", "convert"}),
+    ),
 }
 
 

@@ -13,6 +13,8 @@ import numpy as np
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from harmonyspeech.audio import Audio
+
 Probability = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 Millis = Annotated[int, Field(ge=0, le=60_000)]
 
@@ -117,4 +119,35 @@ class SynthesisRequest:
     sdp_ratio: float | None = None
     noise_scale: float | None = None
     noise_scale_w: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ToneColorRequest:
+    """Reference speech (silence already cut away, e.g. by VAD) to turn into a voice's tone
+    colour."""
+
+    speech: Audio
+
+
+@dataclass(frozen=True)
+class ToneColor:
+    """A voice's tone-colour embedding and how much speech it was made from."""
+
+    embedding: np.ndarray
+    speech_seconds: float
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    """Synthesised speech to re-voice from a MeloTTS speaker's tone colour to ``target``.
+
+    ``tau`` defaults to the model's configured value; with a ``seed`` the result is the same
+    whatever batch the item runs in.
+    """
+
+    audio: Audio
+    source_speaker: str
+    target: np.ndarray
+    tau: float | None = None
     seed: int | None = None

@@ -99,6 +99,17 @@ class ToneColorConverter:
         logger.info("loaded OpenVoice converter %s (%d Hz)", folder, hparams.sampling_rate)
         return cls(network, hparams)
 
+    @classmethod
+    def from_random_weights(
+        cls, size: str = "real", *, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> ToneColorConverter:
+        """A converter of the real (or tiny) architecture with random weights (demo mode)."""
+        from harmonyspeech.models.openvoice.fixtures import random_converter
+
+        network = random_converter(size, seed=seed)
+        prepare_converter(network, device)
+        return cls(network, network.hp)
+
     def spectrogram(self, audio: np.ndarray) -> Tensor:
         samples = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))
         return linear_spectrogram(samples.to(self.device), self.hparams)
@@ -126,18 +137,19 @@ class ToneColorConverter:
         specs = [self.spectrogram(item.audio) for item in items]
         frames = [spec.shape[-1] for spec in specs]
         longest = max(frames)
-        batch = torch.zeros(len(items), specs[0].shape[0], longest, device=self.device)
+        dtype = self.network.dec.conv_pre.weight.dtype
+        batch = torch.zeros(len(items), specs[0].shape[0], longest, device=self.device, dtype=dtype)
         for row, spec in zip(batch, specs, strict=True):
             row[:, : spec.shape[-1]] = spec
         lengths = torch.tensor(frames, device=self.device)
-        mask = sequence_mask(lengths, longest).unsqueeze(1).float()
+        mask = sequence_mask(lengths, longest).unsqueeze(1).to(dtype)
         audio = self.network.convert(
             batch,
             mask,
-            self._vectors(item.source for item in items),
-            self._vectors(item.target for item in items),
-            self._noise(items, frames, longest),
-            torch.tensor([item.tau for item in items], device=self.device),
+            self._vectors(item.source for item in items).to(dtype),
+            self._vectors(item.target for item in items).to(dtype),
+            self._noise(items, frames, longest).to(dtype),
+            torch.tensor([item.tau for item in items], device=self.device, dtype=dtype),
             padded=min(frames) < longest,
         )
         hop = self.hparams.hop_length
