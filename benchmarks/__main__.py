@@ -13,6 +13,7 @@ BENCHMARKS = {
     "tts": "benchmarks.bench_tts_e2e",
     "speech_http": "benchmarks.bench_speech_http",
     "batch": "benchmarks.bench_batch",
+    "cloning": "benchmarks.bench_cloning",
 }
 
 

@@ -432,6 +432,13 @@ class RayConfig(StrictModel):
     Serve config by ``harmonyspeech build-serve-config``."""
 
 
+class VoicesConfig(StrictModel):
+    """Where cloned voices live."""
+
+    path: str = "~/.local/share/harmonyspeech/voices"
+    """Directory of the voice registry; on a cluster, a path every replica shares."""
+
+
 class ServerConfig(StrictModel):
     """The HTTP front door."""
 
@@ -452,6 +459,9 @@ class ServerConfig(StrictModel):
 
     ray: RayConfig = RayConfig()
     """Ray connection for ``harmonyspeech serve``."""
+
+    voices: VoicesConfig = VoicesConfig()
+    """The cloned-voice registry."""
 
 
 class EngineConfig(StrictModel):

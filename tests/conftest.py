@@ -38,6 +38,9 @@ class TinyWeights:
     whisper: Path
     melo: Path
     bert: Path
+    openvoice: Path
+    voices: Path
+    """An empty directory for the cloned-voice registry."""
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,7 @@ def toy_whisper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_weights(toy_whisper: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyWeights:
     from harmonyspeech.models.bert_fixtures import build_tiny_bert_dir
     from harmonyspeech.models.melo import build_melo_checkpoint
+    from harmonyspeech.models.openvoice import build_converter_checkpoint
 
     root = tmp_path_factory.mktemp("weights")
     return TinyWeights(
@@ -59,16 +63,21 @@ def tiny_weights(toy_whisper: Path, tmp_path_factory: pytest.TempPathFactory) ->
         melo=build_melo_checkpoint(root / "melo", size="tiny"),
         # MeloTTS takes 768-channel BERT features, so the tiny BERT keeps that width.
         bert=build_tiny_bert_dir(root / "bert", hidden_size=768, num_layers=3),
+        openvoice=build_converter_checkpoint(root / "openvoice", size="tiny"),
+        voices=tmp_path_factory.mktemp("voices"),
     )
 
 
 def served_config_data(weights: TinyWeights, **server: object) -> dict:
     """configs/test.yaml as a mapping, with the tiny weights and ``server`` overrides."""
     data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+    data["server"]["voices"] = {"path": str(weights.voices)}
     data["server"].update(server)
     for model in data["models"]:
         if model["family"] == "faster-whisper":
             model["weights"] = {"path": str(weights.whisper)}
+        if model["family"] == "openvoice":
+            model["weights"] = {"path": str(weights.openvoice)}
         if model["family"] == "melotts":
             model["weights"] = {"path": str(weights.melo)}
             model["options"]["bert"] = {"source": str(weights.bert)}

@@ -23,7 +23,6 @@ from harmonyspeech.batch.lines import BatchLine
 from harmonyspeech.batch.manifest import SUMMARY_NAME, ManifestWriter, write_atomically
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.errors import HarmonySpeechError, InternalError, ModelLoadError, OverloadedError
-from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.speech import encoded_file, retries
 from harmonyspeech.pipelines.validation import request_score
@@ -194,8 +193,11 @@ async def synthesise_line(
     """One request through its pipeline, written to ``out_dir/<id>.<format>``."""
     request.check_input(runtime.config.server.limits.max_input_chars)
     pipeline = runtime.catalog.resolve(request.model, produces="speech")
-    ctx = PipelineContext.with_timeout(
-        options.line_timeout_s, priority=Priority.BATCH, speech=request.synthesis_request()
+    ctx = await runtime.speech_context(
+        pipeline,
+        request.synthesis_request(),
+        timeout_s=options.line_timeout_s,
+        priority=Priority.BATCH,
     )
     items = [item async for item in runtime.runner.stream(pipeline, ctx)]
     fmt = request.response_format

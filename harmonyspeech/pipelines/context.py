@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from harmonyspeech.audio import Audio
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.errors import DeadlineExceededError, InvalidRequestError
-from harmonyspeech.models.types import SynthesisRequest, VadParams, VadResult
+from harmonyspeech.models.types import SynthesisRequest, ToneColor, VadParams, VadResult
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
 
@@ -28,6 +30,9 @@ class PipelineContext:
         speech: What a speech request asked for: its whole text, voice, speed and knobs; each
             sentence item is synthesised with these, its own text and its own seed.
         speech_items: The request's sentence items, in order, once a speech pipeline ran.
+        target_voice: The tone colour a ``convert`` stage re-voices speech to (a cloned voice);
+            None: speech keeps the synthesizer's voice.
+        tone_color: Output of the ``embed`` stage.
     """
 
     priority: Priority = Priority.INTERACTIVE
@@ -39,6 +44,8 @@ class PipelineContext:
     transcript: Transcript | None = None
     speech: SynthesisRequest | None = None
     speech_items: list[SpeechItem] = field(default_factory=list)
+    target_voice: np.ndarray | None = None
+    tone_color: ToneColor | None = None
 
     @classmethod
     def with_timeout(cls, timeout_s: float | None, **fields: object) -> PipelineContext:

@@ -12,10 +12,15 @@ from typing import Any
 
 from harmonyspeech.config import EngineConfig
 from harmonyspeech.engine.client import LocalModelClient, ModelClient
+from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker
 from harmonyspeech.models.registry import create_adapter
+from harmonyspeech.models.types import SynthesisRequest
+from harmonyspeech.pipelines.cloning import use_cloned_voice
+from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import PipelineCatalog, PipelineSpec, build_catalog
+from harmonyspeech.pipelines.voices import VoiceStore, is_voice_id
 
 
 class EngineRuntime:
@@ -26,7 +31,29 @@ class EngineRuntime:
         self.catalog: PipelineCatalog = build_catalog(config)
         self.clients = dict(clients)
         self.runner = PipelineRunner(self.clients)
+        self.voices = VoiceStore(config.server.voices.path)
         self._facts: dict[str, dict[str, Any]] = {}
+
+    async def speech_context(
+        self,
+        pipeline: PipelineSpec,
+        speech: SynthesisRequest,
+        *,
+        timeout_s: float | None,
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> PipelineContext:
+        """The context of a speech request; a cloned voice's id (``voice_...``) is looked up
+        in the registry and its embedding read now, once for the whole request.
+
+        Raises:
+            NotFoundError: No such cloned voice (404).
+            InvalidRequestError: ``pipeline`` cannot speak cloned voices.
+        """
+        ctx = PipelineContext.with_timeout(timeout_s, speech=speech, priority=priority)
+        if is_voice_id(speech.voice):
+            stored = await asyncio.to_thread(self.voices.get, speech.voice)
+            use_cloned_voice(pipeline, ctx, stored.embedding, self.catalog)
+        return ctx
 
     async def model_facts(self, name: str) -> dict[str, Any]:
         """What a loaded model says about itself (``ModelAdapter.describe``): speakers, sample

@@ -18,12 +18,15 @@ from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
 from harmonyspeech.errors import InternalError, InvalidRequestError
 from harmonyspeech.models.types import (
+    ConversionRequest,
+    ToneColorRequest,
     TranscribedSegment,
     TranscribeWindow,
     VadParams,
     VadRequest,
     WindowTranscript,
 )
+from harmonyspeech.pipelines.cloning import ConvertOptions, speech_only
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem, item_seed, with_gap
@@ -258,9 +261,63 @@ class ValidateStage:
         raise InternalError("the validate stage runs per item, through the runner")
 
 
+class EmbedStage:
+    """The tone colour of a voice from reference audio (cloning).
+
+    With a ``vad`` stage before it, only the speech it found is used, joined; the model rejects
+    a reference with too little speech, saying how much it found and needs.
+    """
+
+    produces = "tone_color"
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        if options:
+            raise ValueError(f"takes no options, got {', '.join(sorted(options))}")
+
+    async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
+        speech = speech_only(ctx.require_audio(), ctx.vad)
+        ctx.tone_color = await client.infer(
+            ToneColorRequest(speech), priority=ctx.priority, timeout_s=ctx.remaining_s()
+        )
+
+
+class ConvertStage:
+    """Each synthesised sentence re-voiced to the request's cloned voice (an item stage).
+
+    Cloned voices are synthesised with the stage's ``base_speaker`` and converted from its tone
+    colour to the voice's; requests for built-in voices pass through unchanged.
+    """
+
+    produces = "speech"
+    needs_item_source = True
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        ConvertOptions(**options)  # raises a ValidationError naming each bad option
+
+    async def process(
+        self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
+    ) -> None:
+        if ctx.target_voice is None:
+            return
+        if item.audio is None:
+            raise InternalError("convert ran before the sentence was synthesised")
+        options = ConvertOptions(**spec.options)
+        request = ConversionRequest(
+            item.audio, options.base_speaker, ctx.target_voice, tau=options.tau, seed=item.seed
+        )
+        item.audio = await client.infer(
+            request, priority=ctx.item_priority(item.index), timeout_s=ctx.remaining_s()
+        )
+
+    async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
+        raise InternalError("the convert stage runs per item, through the runner")
+
+
 STAGES: dict[str, Stage] = {
     "vad": VadStage(),
     "transcribe": TranscribeStage(),
     "synthesize": SynthesizeStage(),
     "validate": ValidateStage(),
+    "embed": EmbedStage(),
+    "convert": ConvertStage(),
 }

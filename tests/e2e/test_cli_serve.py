@@ -1,4 +1,4 @@
-"""``harmonyspeech serve`` as a user runs it: start, answer, stop on SIGTERM."""
+"""``harmonyspeech serve`` as a user runs it: start, answer, stop on SIGTERM, start again."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -14,27 +17,50 @@ from tests.helpers import answers, free_port, wait_until
 from tests.unit.vad_clips import clip_bytes
 
 
-def test_serve_command_serves_and_stops_cleanly(tmp_path, tiny_weights: TinyWeights) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "engine.yaml", served_config_data(tiny_weights))
-    log = (tmp_path / "serve.log").open("w")
+@contextmanager
+def serving(config: Path, port: int, log: Path) -> Iterator[str]:
+    """The CLI in a subprocess; on exit, SIGTERM and a check that it stopped cleanly."""
+    out = log.open("w")
     command = ["harmonyspeech", "serve", "--config", str(config), "--port", str(port)]
     process = subprocess.Popen(
         [sys.executable, "-m", *command],
         cwd=ROOT,
-        stdout=log,
+        stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(answers(f"{base}/ready"), timeout=120, what="harmonyspeech serve")
-        files = {"file": ("c.flac", clip_bytes("short"))}
-        response = httpx.post(f"{base}/v1/audio/vad", files=files, timeout=60)
-        assert response.status_code == 200 and response.json()["segments"]
-        assert f"listening on {base}" in (tmp_path / "serve.log").read_text()
+        yield base
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
+        out.close()
     assert code == 0
-    assert "stopped" in (tmp_path / "serve.log").read_text()
+    text = log.read_text()
+    assert f"listening on {base}" in text and "stopped" in text
+
+
+def test_serve_command_serves_stops_and_keeps_cloned_voices(
+    tmp_path: Path, tiny_weights: TinyWeights
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "engine.yaml", served_config_data(tiny_weights))
+    with serving(config, port, tmp_path / "first.log") as base:
+        files = {"file": ("c.flac", clip_bytes("short"))}
+        response = httpx.post(f"{base}/v1/audio/vad", files=files, timeout=60)
+        assert response.status_code == 200 and response.json()["segments"]
+        reference = [("file", ("ref.flac", clip_bytes("two_phrases")))]
+        created = httpx.post(
+            f"{base}/v1/audio/voices", files=reference, data={"name": "Kept"}, timeout=60
+        )
+        assert created.status_code == 200, created.text
+        voice = created.json()
+
+    with serving(config, port, tmp_path / "second.log") as base:
+        again = httpx.get(f"{base}/v1/audio/voices/{voice['id']}", timeout=30)
+        assert again.status_code == 200 and again.json() == voice
+        body = {"model": "tts-1", "voice": voice["id"], "input": "Still here.", "stream": False}
+        speech = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
+        assert speech.status_code == 200 and len(speech.content) > 1000

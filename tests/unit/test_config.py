@@ -33,9 +33,14 @@ def with_models(*models: dict) -> dict:
 def test_shipped_configs_are_valid(name: str) -> None:
     config = cfg.load_config(ROOT / "configs" / name)
     assert config.server.host == "127.0.0.1"
-    assert {m.family for m in config.models} == {"silero-vad", "faster-whisper", "melotts"}
+    assert {m.family for m in config.models} == {
+        "silero-vad",
+        "faster-whisper",
+        "melotts",
+        "openvoice",
+    }
     names = {p.name for p in config.pipelines} | {a for p in config.pipelines for a in p.aliases}
-    assert {"tts-1", "whisper-1", "vad"} <= names
+    assert {"tts-1", "whisper-1", "vad", "clone"} <= names
 
 
 def test_defaults_are_applied() -> None:

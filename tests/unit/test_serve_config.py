@@ -38,7 +38,13 @@ def test_deployments_carry_replicas_autoscaling_and_resources() -> None:
 
     app = document["applications"][0]
     deployments = {d["name"]: d for d in app["deployments"]}
-    assert set(deployments) == {"ingress", "model-silero-vad", "model-whisper", "model-melo-en"}
+    assert set(deployments) == {
+        "ingress",
+        "model-silero-vad",
+        "model-whisper",
+        "model-melo-en",
+        "model-openvoice",
+    }
     assert deployments["model-melo-en"] == {
         "name": "model-melo-en",
         "autoscaling_config": {

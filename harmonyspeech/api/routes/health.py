@@ -41,6 +41,8 @@ async def root(runtime: Runtime) -> dict[str, Any]:
         "endpoints": [
             "/v1/audio/speech",
             "/v1/audio/voices",
+            "/v1/audio/voices/{voice_id}",
+            "/v1/audio/embeddings",
             "/v1/audio/models",
             "/v1/audio/transcriptions",
             "/v1/audio/translations",

@@ -24,7 +24,6 @@ from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.api.streaming import started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
 from harmonyspeech.errors import HarmonySpeechError
-from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import PipelineSpec
 from harmonyspeech.pipelines.speech import SpeechItem, encoded_file, retries
@@ -51,7 +50,9 @@ async def create_speech(
     limits = runtime.config.server.limits
     body.check_input(limits.max_input_chars)
     pipeline = runtime.catalog.resolve(body.model, produces="speech")
-    ctx = PipelineContext.with_timeout(limits.request_timeout_s, speech=body.synthesis_request())
+    ctx = await runtime.speech_context(
+        pipeline, body.synthesis_request(), timeout_s=limits.request_timeout_s
+    )
     headers = await _headers(runtime, pipeline)
     # Wait for the first sentence, so a request that fails before any audio exists gets a
     # proper error status instead of a broken 200 stream.

@@ -1,17 +1,29 @@
-"""``GET /v1/audio/voices`` and ``GET /v1/audio/models``, the listings TTS clients call.
+"""Voices: the listings TTS clients call, and the registry of cloned voices.
 
-Open WebUI expects ``{"voices": [{"id", "name"}]}`` and ``{"models": [{"id"}]}``; Home Assistant
-integrations read the same shapes.
+``GET /v1/audio/voices`` and ``GET /v1/audio/models``: Open WebUI expects
+``{"voices": [{"id", "name"}]}`` and ``{"models": [{"id"}]}``; Home Assistant integrations read
+the same shapes. ``POST /v1/audio/voices`` clones a voice from reference recordings through a
+pipeline ending in ``embed``; the voice's id then works as ``voice`` in ``/v1/audio/speech``
+with pipelines that have a ``convert`` stage.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from harmonyspeech.api.deps import get_runtime
+from harmonyspeech.api.uploads import read_audio
+from harmonyspeech.audio import Audio
+from harmonyspeech.errors import InternalError, NotFoundError
+from harmonyspeech.models.types import ToneColor
+from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
+from harmonyspeech.pipelines.spec import PipelineSpec
+from harmonyspeech.pipelines.voices import VoiceRecord, is_voice_id
 
 router = APIRouter()
 Runtime = Annotated[EngineRuntime, Depends(get_runtime)]
@@ -28,9 +40,125 @@ async def list_voices(runtime: Runtime, model: str | None = None) -> dict[str, A
     voices: dict[str, dict[str, Any]] = {}
     for pipeline in pipelines:
         for voice in await speech_voices(runtime, pipeline.name):
-            entry = voices.setdefault(voice["id"], {**voice, "models": []})
+            entry = voices.setdefault(voice["id"], {**voice, "type": "builtin", "models": []})
             entry["models"].append(pipeline.name)
+    names = {p.name for p in pipelines}
+    for record in await asyncio.to_thread(runtime.voices.list):
+        entry = voice_out(runtime, record)
+        entry["models"] = [name for name in entry["models"] if name in names]
+        if entry["models"] or model is None:
+            voices[record.id] = entry
     return {"voices": list(voices.values())}
+
+
+CLONE_DECODE_RATE = 22050
+"""References are decoded at the OpenVoice V2 converter's rate (VAD resamples for itself)."""
+REFERENCE_GAP_S = 0.5
+"""Silence put between several reference files before they are embedded together."""
+Files = Annotated[list[UploadFile], File(description="One or more recordings of the voice.")]
+
+
+# Shaped like OpenAI's custom-voice objects: {"id", "object": "voice", "name", "created_at"}.
+@router.post("/v1/audio/voices")
+async def create_voice(
+    runtime: Runtime,
+    file: Files,
+    name: Annotated[str, Form(min_length=1, max_length=256)],
+    consent: Annotated[str | None, Form(max_length=4096)] = None,
+    model: Annotated[str | None, Form()] = None,
+) -> dict[str, Any]:
+    """Clone a voice: its tone colour from the recordings, stored under a new id."""
+    pipeline = runtime.catalog.select(model, produces="tone_color")
+    tone = await _tone_color(runtime, pipeline, file)
+    stage = pipeline.stage("embed")
+    assert stage is not None  # a pipeline producing a tone colour ends in embed
+    record = await asyncio.to_thread(
+        runtime.voices.create,
+        name=name,
+        embedding=tone.embedding,
+        model=stage.model,
+        speech_seconds=tone.speech_seconds,
+        consent=consent,
+    )
+    return voice_out(runtime, record)
+
+
+@router.get("/v1/audio/voices/{voice_id}")
+async def get_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
+    """One voice: a cloned voice's record, or a built-in voice's entry."""
+    if is_voice_id(voice_id):
+        stored = await asyncio.to_thread(runtime.voices.get, voice_id)
+        return voice_out(runtime, stored.record)
+    listing = await list_voices(runtime)
+    for entry in listing["voices"]:
+        if entry["id"] == voice_id:
+            return entry
+    raise NotFoundError(f"no voice {voice_id!r}", param="voice_id")
+
+
+@router.get("/v1/audio/voices/{voice_id}/embedding")
+async def get_voice_embedding(runtime: Runtime, voice_id: str) -> dict[str, Any]:
+    """A cloned voice's raw tone-colour embedding (float32 values)."""
+    stored = await asyncio.to_thread(runtime.voices.get, voice_id)
+    return {
+        "id": voice_id,
+        "object": "voice.embedding",
+        "dimensions": int(stored.embedding.size),
+        "embedding": stored.embedding.tolist(),
+    }
+
+
+@router.delete("/v1/audio/voices/{voice_id}")
+async def delete_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
+    """Delete a cloned voice; requests already speaking with it finish normally."""
+    await asyncio.to_thread(runtime.voices.delete, voice_id)
+    return {"id": voice_id, "object": "voice.deleted", "deleted": True}
+
+
+@router.post("/v1/audio/embeddings")
+async def create_embedding(
+    runtime: Runtime, file: Files, model: Annotated[str | None, Form()] = None
+) -> dict[str, Any]:
+    """The tone-colour embedding of recordings, without storing a voice (OpenAI list shape)."""
+    pipeline = runtime.catalog.select(model, produces="tone_color")
+    tone = await _tone_color(runtime, pipeline, file)
+    return {
+        "object": "list",
+        "model": pipeline.name,
+        "data": [{"object": "embedding", "index": 0, "embedding": tone.embedding.tolist()}],
+        "speech_seconds": round(tone.speech_seconds, 3),
+    }
+
+
+async def _tone_color(
+    runtime: EngineRuntime, pipeline: PipelineSpec, files: list[UploadFile]
+) -> ToneColor:
+    limits = runtime.config.server.limits
+    clips = [await read_audio(f, limits, sample_rate=CLONE_DECODE_RATE) for f in files]
+    gap = np.zeros(int(CLONE_DECODE_RATE * REFERENCE_GAP_S), dtype=np.float32)
+    joined = [part for clip in clips for part in (clip.samples, gap)][:-1]
+    audio = Audio(np.concatenate(joined), CLONE_DECODE_RATE)
+    ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio)
+    await runtime.runner.run(pipeline, ctx)
+    if ctx.tone_color is None:
+        raise InternalError(f"pipeline {pipeline.name!r} produced no tone colour")
+    return ctx.tone_color
+
+
+def voice_out(runtime: EngineRuntime, record: VoiceRecord) -> dict[str, Any]:
+    """A cloned voice as the API shows it, with the speech pipelines that can speak it."""
+    models = [
+        p.name
+        for p in runtime.catalog
+        if (stage := p.stage("convert")) is not None and stage.model == record.model
+    ]
+    return {
+        **record.to_dict(),
+        "object": "voice",
+        "type": "cloned",
+        "created_at": record.created,
+        "models": models,
+    }
 
 
 @router.get("/v1/audio/models")
