@@ -38,7 +38,12 @@ def cloning_config(checkpoint: Path, bert: Path, converter: Path, voices: Path, 
     data = engine_config(checkpoint, bert, free_port()).model_dump()
     data["server"]["voices"] = {"path": str(voices)}
     data["models"] += [
-        {"name": "silero-vad", "family": "silero-vad", "num_threads": 1},
+        {
+            "name": "silero-vad",
+            "family": "silero-vad",
+            "num_threads": 1,
+            "deployment": {"num_cpus": 0.25, "max_ongoing_requests": 256},
+        },
         {
             "name": "openvoice",
             "family": "openvoice",
@@ -46,7 +51,7 @@ def cloning_config(checkpoint: Path, bert: Path, converter: Path, voices: Path, 
             "weights": {"path": str(converter)},
             "options": {"min_speech_s": 3.0, "random_size": size},
             "batching": {"max_batch_size": 16, "max_wait_ms": 10, "max_queue": 1024},
-            "deployment": {"num_cpus": 0.5, "max_ongoing_requests": 1024},
+            "deployment": {"num_cpus": 0.25, "max_ongoing_requests": 1024},
         },
     ]
     data["pipelines"][0]["stages"].append(

@@ -174,3 +174,11 @@ def test_check_config_validates_stage_kinds(tmp_path: Path, capsys) -> None:
     )
     assert main(["check-config", str(bad)]) == 2
     assert "pipelines[0].stages[1].kind: unknown stage kind 'sing'" in capsys.readouterr().err
+
+
+def test_the_default_config_fits_a_two_core_machine() -> None:
+    """Serve replicas wait forever for CPUs the embedded Ray does not have: `make serve` must
+    start on a 2-core laptop."""
+    config = cfg.load_config(ROOT / "configs" / "default.yaml")
+    deployments = [config.server.ingress, *(m.deployment for m in config.models)]
+    assert sum(d.num_cpus * d.replicas for d in deployments) <= 2

@@ -62,10 +62,21 @@ class ConversionItem:
 class ToneColorConverter:
     """The prepared network with its hyperparameters; thread-compatible, not thread-safe."""
 
-    def __init__(self, network: ConverterNetwork, hparams: ConverterHParams):
+    def __init__(
+        self,
+        network: ConverterNetwork,
+        hparams: ConverterHParams,
+        *,
+        batch_size: int | str | None = "auto",
+    ):
         self.network = network
         self.hparams = hparams
         self.device = network.dec.conv_pre.weight.device
+        if batch_size == "auto":
+            # Measured (real size, 2 CPU cores): four mixed-length utterances in one padded
+            # pass took 1.85x the time of the four alone, as MeloTTS's decoder on CPU.
+            batch_size = 1 if self.device.type == "cpu" else None
+        self.batch_size: int | None = batch_size  # type: ignore[assignment]
 
     @property
     def sample_rate(self) -> int:
@@ -77,9 +88,16 @@ class ToneColorConverter:
 
     @classmethod
     def from_checkpoint_dir(
-        cls, path: str | Path, *, device: str | torch.device = "cpu"
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int | str | None = "auto",
     ) -> ToneColorConverter:
         """Load ``<path>/converter/{config.json,checkpoint.pth}`` (or the files in ``path``).
+
+        ``batch_size``: most utterances per forward pass; ``"auto"``: 1 on CPU (faster there),
+        all on GPU. Results never depend on it.
 
         Raises:
             ModelLoadError: Missing files, or a state dict that does not match the config.
@@ -97,18 +115,23 @@ class ToneColorConverter:
             raise ModelLoadError(f"converter state dict does not match its config: {exc}") from exc
         prepare_converter(network.float(), device)
         logger.info("loaded OpenVoice converter %s (%d Hz)", folder, hparams.sampling_rate)
-        return cls(network, hparams)
+        return cls(network, hparams, batch_size=batch_size)
 
     @classmethod
     def from_random_weights(
-        cls, size: str = "real", *, seed: int = 0, device: str | torch.device = "cpu"
+        cls,
+        size: str = "real",
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        batch_size: int | str | None = "auto",
     ) -> ToneColorConverter:
         """A converter of the real (or tiny) architecture with random weights (demo mode)."""
         from harmonyspeech.models.openvoice.fixtures import random_converter
 
         network = random_converter(size, seed=seed)
         prepare_converter(network, device)
-        return cls(network, network.hp)
+        return cls(network, network.hp, batch_size=batch_size)
 
     def spectrogram(self, audio: np.ndarray) -> Tensor:
         samples = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))
@@ -127,13 +150,23 @@ class ToneColorConverter:
 
     @torch.inference_mode()
     def convert(self, items: Sequence[ConversionItem]) -> list[np.ndarray]:
-        """Re-voice many utterances in one forward pass; each equals the item run alone.
+        """Re-voice many utterances, in forward passes of up to :attr:`batch_size` items of
+        similar length; each result equals the item run alone.
 
         Returns:
             One float32 waveform per item at :attr:`sample_rate`, ``frames * hop`` samples.
         """
-        if not items:
-            return []
+        order = sorted(range(len(items)), key=lambda i: items[i].audio.size)
+        size = self.batch_size or max(1, len(items))
+        results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(items)
+        for start in range(0, len(order), size):
+            group = order[start : start + size]
+            for index, wave in zip(group, self._convert([items[i] for i in group]), strict=True):
+                results[index] = wave
+        return results
+
+    def _convert(self, items: Sequence[ConversionItem]) -> list[np.ndarray]:
+        """One padded, masked forward pass."""
         specs = [self.spectrogram(item.audio) for item in items]
         frames = [spec.shape[-1] for spec in specs]
         longest = max(frames)

@@ -34,7 +34,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def converter(checkpoint: Path) -> ToneColorConverter:
-    return ToneColorConverter.from_checkpoint_dir(checkpoint)
+    """Every item of a call in one padded pass (on CPU the default runs them one by one)."""
+    return ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=None)
 
 
 def _speech(seconds: float, seed: int) -> np.ndarray:
@@ -120,12 +121,22 @@ def test_batched_conversion_equals_each_item_alone(converter: ToneColorConverter
 
 def test_batched_conversion_is_exact_in_double_precision(checkpoint: Path) -> None:
     """The float32 differences above are rounding: in float64 the masks make batching exact."""
-    converter = ToneColorConverter.from_checkpoint_dir(checkpoint)
+    converter = ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=None)
     converter.network.double()
     se = np.linspace(-0.1, 0.1, 256)
     items = [ConversionItem(_speech(s, n), se, -se, seed=n) for n, s in enumerate([0.5, 1.4, 0.9])]
     for item, out in zip(items, converter.convert(items), strict=True):
         np.testing.assert_allclose(out, converter.convert([item])[0], atol=1e-9)
+
+
+def test_conversions_run_in_groups_of_similar_length_in_order(checkpoint: Path) -> None:
+    grouped = ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=2)
+    assert ToneColorConverter.from_checkpoint_dir(checkpoint).batch_size == 1  # CPU default
+    se = np.linspace(-0.1, 0.1, 256)
+    items = [ConversionItem(_speech(s, n), se, -se, seed=n) for n, s in enumerate([1.1, 0.3, 0.7])]
+    for item, out in zip(items, grouped.convert(items), strict=True):
+        assert out.shape == ((item.audio.size // 256) * 256,)
+        np.testing.assert_allclose(out, grouped.convert([item])[0], atol=1e-4)
 
 
 def test_unseeded_conversion_draws_fresh_noise(converter: ToneColorConverter) -> None:
