@@ -101,6 +101,8 @@ async def run_batch(
     completed = manifest.resume()
     todo = [line for line in lines if line.id not in completed]
     summary = BatchSummary(lines=len(lines), skipped=len(lines) - len(todo))
+    if progress is not None and summary.skipped:
+        progress(summary.skipped)  # the bar counts every line of the input
     started = time.monotonic()
     queue: asyncio.Queue[BatchLine] = asyncio.Queue()
     for line in todo:
