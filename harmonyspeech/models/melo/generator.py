@@ -10,6 +10,8 @@ sample near position ``u * L`` only receives contributions from inputs before ``
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -142,3 +144,28 @@ class Generator(nn.Module):
         for block in blocks[1:]:
             total.add_(block(x, mask))
         return total.div_(self.n_kernels)
+
+
+class DecoderShape(Protocol):
+    """The hyperparameters a decoder is built from (MeloTTS's and OpenVoice's configs alike)."""
+
+    inter_channels: int
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+    upsample_rates: tuple[int, ...]
+    upsample_initial_channel: int
+    upsample_kernel_sizes: tuple[int, ...]
+    gin_channels: int
+
+
+def build_generator(hp: DecoderShape) -> Generator:
+    """The decoder of a checkpoint's config (``dec`` in both MeloTTS and OpenVoice)."""
+    return Generator(
+        hp.inter_channels,
+        hp.resblock_kernel_sizes,
+        hp.resblock_dilation_sizes,
+        hp.upsample_rates,
+        hp.upsample_initial_channel,
+        hp.upsample_kernel_sizes,
+        hp.gin_channels,
+    )

@@ -24,7 +24,7 @@ from harmonyspeech.models.melo.duration import (
     StochasticDurationPredictor,
 )
 from harmonyspeech.models.melo.flow import TransformerCouplingBlock
-from harmonyspeech.models.melo.generator import Generator
+from harmonyspeech.models.melo.generator import build_generator
 from harmonyspeech.models.melo.hparams import MeloHParams
 from harmonyspeech.models.melo.posterior import PosteriorEncoder
 from harmonyspeech.models.melo.text_encoder import TextEncoder
@@ -145,15 +145,7 @@ class MeloNetwork(nn.Module):
             hp.kernel_size,
             hp.encoder_gin_channels,
         )
-        self.dec = Generator(
-            hp.inter_channels,
-            hp.resblock_kernel_sizes,
-            hp.resblock_dilation_sizes,
-            hp.upsample_rates,
-            hp.upsample_initial_channel,
-            hp.upsample_kernel_sizes,
-            hp.gin_channels,
-        )
+        self.dec = build_generator(hp)
         self.enc_q = PosteriorEncoder(
             hp.spec_channels, hp.inter_channels, hp.hidden_channels, hp.gin_channels
         )

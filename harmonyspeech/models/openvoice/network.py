@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harmonyspeech.models.melo.conv import weight_norm_weight
-from harmonyspeech.models.melo.generator import Generator
+from harmonyspeech.models.melo.generator import build_generator
 from harmonyspeech.models.melo.layers import Flip
 from harmonyspeech.models.melo.posterior import PosteriorEncoder, WaveNet
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
@@ -133,15 +133,7 @@ class ConverterNetwork(nn.Module):
     def __init__(self, hp: ConverterHParams):
         super().__init__()
         self.hp = hp
-        self.dec = Generator(
-            hp.inter_channels,
-            hp.resblock_kernel_sizes,
-            hp.resblock_dilation_sizes,
-            hp.upsample_rates,
-            hp.upsample_initial_channel,
-            hp.upsample_kernel_sizes,
-            hp.gin_channels,
-        )
+        self.dec = build_generator(hp)
         self.enc_q = PosteriorEncoder(
             hp.spec_channels, hp.inter_channels, hp.hidden_channels, hp.gin_channels
         )
