@@ -63,6 +63,15 @@ def resolve_num_threads(config: ModelConfigBase) -> int:
     return max(1, round(config.deployment.num_cpus))
 
 
+def torch_device(device: str) -> str:
+    """A config's ``device`` for torch: ``auto`` becomes ``cuda`` when available, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def set_torch_threads(count: int) -> None:
     """Set torch's intra-op threads explicitly (DESIGN.md decision 11).
 

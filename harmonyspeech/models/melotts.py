@@ -15,7 +15,12 @@ from typing import Any, NamedTuple
 from harmonyspeech.audio import Audio
 from harmonyspeech.config import MeloTTSModelConfig
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError
-from harmonyspeech.models.base import ModelAdapter, resolve_num_threads, set_torch_threads
+from harmonyspeech.models.base import (
+    ModelAdapter,
+    resolve_num_threads,
+    set_torch_threads,
+    torch_device,
+)
 from harmonyspeech.models.melo.items import JA_BERT_CHANNELS
 from harmonyspeech.models.types import SynthesisRequest
 
@@ -80,7 +85,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         from harmonyspeech.models.weights import WeightsNotFoundError, resolve_weights
 
         options = self.config.options
-        device, dtype = _device(self.config.device), self.config.dtype
+        device, dtype = torch_device(self.config.device), self.config.dtype
         try:
             path = resolve_weights(
                 self.config.weights,
@@ -115,7 +120,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
 
         bert = self.config.options.bert
         try:
-            extractor = get_bert_extractor(bert.source, device=_device(self.config.device))
+            extractor = get_bert_extractor(bert.source, device=torch_device(self.config.device))
         except ModelLoadError as exc:
             if not bert.allow_random:
                 raise
@@ -232,14 +237,6 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
-
-
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _generated_tokenizer() -> Any:

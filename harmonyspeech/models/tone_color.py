@@ -18,7 +18,12 @@ from harmonyspeech.audio import Audio
 from harmonyspeech.audio.resample import resample
 from harmonyspeech.config import OpenVoiceModelConfig
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
-from harmonyspeech.models.base import ModelAdapter, resolve_num_threads, set_torch_threads
+from harmonyspeech.models.base import (
+    ModelAdapter,
+    resolve_num_threads,
+    set_torch_threads,
+    torch_device,
+)
 from harmonyspeech.models.types import ConversionRequest, ToneColor, ToneColorRequest
 
 logger = logging.getLogger(__name__)
@@ -55,7 +60,9 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
         from harmonyspeech.models.openvoice import ToneColorConverter
         from harmonyspeech.models.openvoice.converter import load_base_speakers
 
-        self._converter = ToneColorConverter.from_checkpoint_dir(path, device=self._device())
+        self._converter = ToneColorConverter.from_checkpoint_dir(
+            path, device=torch_device(self.config.device)
+        )
         self._base = load_base_speakers(path, speakers)
         self._facts.update(random_weights=False, checkpoint=str(path))
 
@@ -69,7 +76,9 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
             size,
             reason,
         )
-        self._converter = ToneColorConverter.from_random_weights(size, device=self._device())
+        self._converter = ToneColorConverter.from_random_weights(
+            size, device=torch_device(self.config.device)
+        )
         generator = np.random.default_rng(0)
         self._base = {
             speaker: (0.1 * generator.standard_normal(self._converter.embedding_size)).astype(
@@ -78,13 +87,6 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
             for speaker in self.config.options.base_speakers
         }
         self._facts["random_weights"] = True
-
-    def _device(self) -> str:
-        if self.config.device != "auto":
-            return self.config.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def describe(self) -> dict[str, Any]:
         return {

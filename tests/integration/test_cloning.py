@@ -74,6 +74,8 @@ def test_voice_given_as_an_object_and_unknown_voices(client, voice_id: str) -> N
     missing = client.post("/v1/audio/speech", json={**body, "voice": UNKNOWN})
     assert missing.status_code == 404 and UNKNOWN in missing.json()["error"]["message"]
     assert client.get(f"/v1/audio/voices/{UNKNOWN}").status_code == 404
+    assert client.get("/v1/audio/voices/alloy").json()["speaker"] == "EN-US"
+    assert client.get("/v1/audio/voices/nobody").status_code == 404
     assert client.delete(f"/v1/audio/voices/{UNKNOWN}").status_code == 404
     no_convert = client.post("/v1/audio/speech", json={**body, "model": "tts-validated"})
     assert no_convert.status_code == 400
@@ -91,6 +93,12 @@ def test_bad_references_are_client_errors(client) -> None:
     assert garbage.status_code == 400 and garbage.json()["error"]["param"] == "file"
     unnamed = client.post("/v1/audio/voices", files=[("file", ("a.flac", clip_bytes("short")))])
     assert unnamed.status_code == 400
+    no_file = client.post("/v1/audio/voices", data={"name": "x"})
+    assert no_file.status_code == 400 and no_file.json()["error"]["type"] == "invalid_request_error"
+    # Each clip is within the 60 s limit of the test config; five of them together are not.
+    many = [("file", (f"{n}.flac", clip_bytes("distractors"))) for n in range(5)]
+    too_long = client.post("/v1/audio/voices", files=many, data={"name": "x"})
+    assert too_long.status_code == 413 and "together" in too_long.json()["error"]["message"]
 
 
 def test_deleting_a_voice_in_use_lets_its_requests_finish(served, client) -> None:

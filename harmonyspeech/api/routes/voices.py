@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.uploads import read_audio
 from harmonyspeech.audio import Audio
-from harmonyspeech.errors import InternalError, NotFoundError
+from harmonyspeech.errors import InternalError, NotFoundError, PayloadTooLargeError
 from harmonyspeech.models.types import ToneColor
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
@@ -37,11 +37,7 @@ async def list_voices(runtime: Runtime, model: str | None = None) -> dict[str, A
         if model
         else [p for p in runtime.catalog if p.produces == "speech"]
     )
-    voices: dict[str, dict[str, Any]] = {}
-    for pipeline in pipelines:
-        for voice in await speech_voices(runtime, pipeline.name):
-            entry = voices.setdefault(voice["id"], {**voice, "type": "builtin", "models": []})
-            entry["models"].append(pipeline.name)
+    voices = await builtin_voices(runtime, pipelines)
     names = {p.name for p in pipelines}
     for record in await asyncio.to_thread(runtime.voices.list):
         entry = voice_out(runtime, record)
@@ -49,6 +45,18 @@ async def list_voices(runtime: Runtime, model: str | None = None) -> dict[str, A
         if entry["models"] or model is None:
             voices[record.id] = entry
     return {"voices": list(voices.values())}
+
+
+async def builtin_voices(
+    runtime: EngineRuntime, pipelines: list[PipelineSpec]
+) -> dict[str, dict[str, Any]]:
+    """The built-in voices of ``pipelines`` by id, each with the pipelines that have it."""
+    voices: dict[str, dict[str, Any]] = {}
+    for pipeline in pipelines:
+        for voice in await speech_voices(runtime, pipeline.name):
+            entry = voices.setdefault(voice["id"], {**voice, "type": "builtin", "models": []})
+            entry["models"].append(pipeline.name)
+    return voices
 
 
 CLONE_DECODE_RATE = 22050
@@ -89,11 +97,11 @@ async def get_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
     if is_voice_id(voice_id):
         stored = await asyncio.to_thread(runtime.voices.get, voice_id)
         return voice_out(runtime, stored.record)
-    listing = await list_voices(runtime)
-    for entry in listing["voices"]:
-        if entry["id"] == voice_id:
-            return entry
-    raise NotFoundError(f"no voice {voice_id!r}", param="voice_id")
+    speech = [p for p in runtime.catalog if p.produces == "speech"]
+    entry = (await builtin_voices(runtime, speech)).get(voice_id)
+    if entry is None:
+        raise NotFoundError(f"no voice {voice_id!r}", param="voice_id")
+    return entry
 
 
 @router.get("/v1/audio/voices/{voice_id}/embedding")
@@ -138,6 +146,13 @@ async def _tone_color(
     gap = np.zeros(int(CLONE_DECODE_RATE * REFERENCE_GAP_S), dtype=np.float32)
     joined = [part for clip in clips for part in (clip.samples, gap)][:-1]
     audio = Audio(np.concatenate(joined), CLONE_DECODE_RATE)
+    if audio.duration > limits.max_audio_seconds:
+        # Each file was checked; together they must fit the same limit.
+        raise PayloadTooLargeError(
+            f"the references hold {audio.duration:.0f} s of audio together; the limit is "
+            f"{limits.max_audio_seconds:.0f} s",
+            param="file",
+        )
     ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio)
     await runtime.runner.run(pipeline, ctx)
     if ctx.tone_color is None:

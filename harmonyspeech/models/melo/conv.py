@@ -85,7 +85,7 @@ class Conv(nn.Module):
     @property
     def has_weight_norm(self) -> bool:
         """Whether the weight is still stored as ``weight_g``/``weight_v``."""
-        return "weight_v" in self._parameters
+        return has_legacy_weight_norm(self)
 
     def effective_weight(self) -> Tensor:
         """The convolution weight, computing it from ``g`` and ``v`` when not folded."""
@@ -93,15 +93,9 @@ class Conv(nn.Module):
             return weight_norm_weight(self.weight_v, self.weight_g)
         return self.weight
 
-    @torch.no_grad()
     def fold_weight_norm(self) -> None:
         """Replace ``weight_g``/``weight_v`` by the plain weight, computed once in float64."""
-        if not self.has_weight_norm:
-            return
-        v, g = self.weight_v, self.weight_g
-        folded = weight_norm_weight(v.double(), g.double()).to(v.dtype)
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(folded, requires_grad=False)
+        fold_parameters(self)
 
     @torch.no_grad()
     def use_channels_last(self) -> None:
@@ -143,9 +137,27 @@ class Conv(nn.Module):
         return f"{kind}weight={shape}, stride={self.stride}, dilation={self.dilation}{norm}"
 
 
+def has_legacy_weight_norm(module: nn.Module) -> bool:
+    """Whether ``module`` holds its own ``weight_g``/``weight_v`` parameters."""
+    return "weight_v" in module._parameters and "weight_g" in module._parameters
+
+
+@torch.no_grad()
+def fold_parameters(module: nn.Module) -> None:
+    """Replace a module's ``weight_g``/``weight_v`` by the plain ``weight`` (computed once in
+    float64); a module without them is left alone."""
+    if not has_legacy_weight_norm(module):
+        return
+    v, g = module.weight_v, module.weight_g
+    folded = weight_norm_weight(v.double(), g.double()).to(v.dtype)
+    del module.weight_g, module.weight_v
+    module.weight = nn.Parameter(folded, requires_grad=False)
+
+
 def fold_weight_norm(module: nn.Module) -> int:
-    """Fold the weight norm of every :class:`Conv` inside ``module``; returns how many."""
-    convs = [m for m in module.modules() if isinstance(m, Conv) and m.has_weight_norm]
-    for conv in convs:
-        conv.fold_weight_norm()
-    return len(convs)
+    """Fold every legacy weight-normed submodule of ``module`` (1-D :class:`Conv` and 2-D
+    convolutions alike); returns how many."""
+    normed = [m for m in module.modules() if has_legacy_weight_norm(m)]
+    for submodule in normed:
+        fold_parameters(submodule)
+    return len(normed)

@@ -241,7 +241,7 @@ class MeloNetwork(nn.Module):
         z_p = mean + eps * torch.exp(log_scale) * _per_item(inputs.noise_scale)
 
         audio = z_p.new_zeros(z_p.shape[0], z_p.shape[2] * self.hop_length)
-        for group in _length_groups(frames.tolist(), decoder_batch_size):
+        for group in length_groups(frames.tolist(), decoder_batch_size):
             index = torch.tensor(group, device=z_p.device)
             n_frames = rounded(int(frames[index].max()))
             mask = y_mask[index, :, :n_frames]
@@ -325,10 +325,11 @@ def _pad_tokens(inputs: NetworkInputs, n_tokens: int) -> NetworkInputs:
     )
 
 
-def _length_groups(frames: list[int], size: int | None) -> list[list[int]]:
-    """Item indices in groups of at most ``size``, neighbours in length grouped together."""
-    order = sorted(range(len(frames)), key=frames.__getitem__)
-    size = len(order) if size is None else max(1, size)
+def length_groups(lengths: list[int], size: int | None) -> list[list[int]]:
+    """Item indices in groups of at most ``size`` (None: one group), neighbours in length
+    grouped together."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    size = max(1, len(order) if size is None else size)
     return [order[start : start + size] for start in range(0, len(order), size)]
 
 

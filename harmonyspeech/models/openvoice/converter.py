@@ -22,9 +22,9 @@ from torch import Tensor
 from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
-from harmonyspeech.models.melo.network import sequence_mask
+from harmonyspeech.models.melo.network import length_groups, sequence_mask
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
-from harmonyspeech.models.openvoice.network import ConverterNetwork, WeightNormConv2d
+from harmonyspeech.models.openvoice.network import ConverterNetwork
 from harmonyspeech.models.openvoice.spectrogram import linear_spectrogram
 
 logger = logging.getLogger(__name__)
@@ -156,11 +156,8 @@ class ToneColorConverter:
         Returns:
             One float32 waveform per item at :attr:`sample_rate`, ``frames * hop`` samples.
         """
-        order = sorted(range(len(items)), key=lambda i: items[i].audio.size)
-        size = self.batch_size or max(1, len(items))
         results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(items)
-        for start in range(0, len(order), size):
-            group = order[start : start + size]
+        for group in length_groups([item.audio.size for item in items], self.batch_size):
             for index, wave in zip(group, self._convert([items[i] for i in group]), strict=True):
                 results[index] = wave
         return results
@@ -213,9 +210,6 @@ def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> 
     """Fold weight norm, freeze, move to ``device``; channels-last decoder on CPU."""
     device = torch.device(device)
     fold_weight_norm(network)
-    for module in network.modules():
-        if isinstance(module, WeightNormConv2d):
-            module.fold_weight_norm()
     network.to(device)
     network.eval()
     network.requires_grad_(False)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harmonyspeech.models.melo.conv import weight_norm_weight
+from harmonyspeech.models.melo.conv import has_legacy_weight_norm, weight_norm_weight
 from harmonyspeech.models.melo.generator import build_generator
 from harmonyspeech.models.melo.layers import Flip
 from harmonyspeech.models.melo.posterior import PosteriorEncoder, WaveNet
@@ -83,19 +83,11 @@ class WeightNormConv2d(nn.Module):
         self.weight_v = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    @torch.no_grad()
-    def fold_weight_norm(self) -> None:
-        if "weight_v" not in self._parameters:
-            return
-        v, g = self.weight_v, self.weight_g
-        folded = weight_norm_weight(v.double(), g.double()).to(v.dtype)
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(folded, requires_grad=False)
-
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight if "weight" in self._parameters else None
-        if weight is None:
+        if has_legacy_weight_norm(self):  # until ``fold_weight_norm`` replaces them
             weight = weight_norm_weight(self.weight_v, self.weight_g)
+        else:
+            weight = self.weight
         return F.conv2d(x, weight, self.bias, stride=2, padding=1)
 
 
