@@ -13,7 +13,7 @@ CONFIG ?= configs/default.yaml
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install redis-server serve test lint format bench clean
 
 install: $(STAMP)
 
@@ -27,7 +27,32 @@ $(STAMP): pyproject.toml
 serve: install
 	$(VENV)/bin/harmonyspeech serve --config $(CONFIG)
 
-test: install
+# The Redis rate-limit tests start their own redis-server (Debian's package): install it when
+# missing (as root, or through passwordless sudo). Without it those tests skip, or fail under
+# HARMONYSPEECH_REQUIRE_REDIS=1 (as .ci/run sets).
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1 || test -x /usr/sbin/redis-server; then \
+		exit 0; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: redis-server is missing and there is no apt-get: install Redis yourself" >&2; \
+		exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else \
+		echo "make: redis-server is missing; cannot install it (not root, no passwordless sudo):" \
+			"run 'sudo apt-get install -y redis-server'" >&2; \
+		exit 0; \
+	fi; \
+	echo "make: installing redis-server (apt-get)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y --no-install-recommends redis-server >/dev/null \
+		|| { $$sudo apt-get update -q >/dev/null && \
+			$$sudo apt-get install -y --no-install-recommends redis-server >/dev/null; } \
+		|| echo "make: apt-get could not install redis-server" >&2
+
+test: install redis-server
 	$(PY) tests/unit/melo/fetch_reference.py
 	$(PY) -m pytest
 

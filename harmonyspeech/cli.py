@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
+    hash_key = commands.add_parser(
+        "hash-key", help="print an API key's line for server.auth.api_keys_file"
+    )
+    hash_key.add_argument(
+        "key",
+        nargs="?",
+        help="the key; without it, read from standard input (keeps it out of shell history)",
+    )
+    hash_key.add_argument("--label", help="name of the key in logs and rate-limit overrides")
+    hash_key.set_defaults(handler=_hash_key)
+
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", help="engine config YAML")
     check.set_defaults(handler=_check_config)
@@ -70,6 +81,25 @@ def _parser() -> argparse.ArgumentParser:
 
     add_batch_commands(commands)
     return parser
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    from harmonyspeech.api.auth import keys_file_line
+
+    if args.key is not None:
+        key = args.key
+    elif sys.stdin.isatty():
+        import getpass
+
+        key = getpass.getpass("API key: ")
+    else:
+        key = sys.stdin.readline()
+    key = key.strip()
+    if not key:
+        print("error: no key given (pass KEY or pipe it on standard input)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(keys_file_line(key, args.label))
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -30,6 +30,10 @@ from pydantic import (
 from harmonyspeech.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+KEY_HASH_PATTERN = r"sha256:[0-9a-f]{64}"
+"""The stored form of an API key."""
+KEY_LABEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+"""A key's label (keys file, ``rate_limits.overrides``): no spaces, no colons."""
 
 
 class StrictModel(BaseModel):
@@ -114,6 +118,11 @@ class DeploymentOptions(StrictModel):
     max_ongoing_requests: int = Field(256, ge=1)
     """Requests a replica accepts concurrently. Must be well above the batch size: Ray's default
     of 5 starves batching."""
+
+    max_queued_requests: int | None = Field(None, ge=1)
+    """Requests that may wait for a free slot once every replica holds
+    ``max_ongoing_requests``; past it Serve refuses at once with 503 and ``Retry-After: 1``
+    (which clients retry) instead of queueing without bound. None: no bound."""
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> DeploymentOptions:
@@ -405,6 +414,16 @@ class AuthConfig(StrictModel):
     api_keys_env: str = "HARMONYSPEECH_API_KEYS"
     """Environment variable holding extra comma-separated plaintext keys, hashed at start-up."""
 
+    api_keys_file: str | None = None
+    """File of key hashes, one ``sha256:<hex> [label]`` per line (``#`` comments and blank lines
+    allowed; plaintext keys refused; ``harmonyspeech hash-key`` writes the lines). Read once
+    where the app is built, so replicas on other nodes need no copy. Missing file: start-up
+    fails."""
+
+    api_key_labels: dict[str, str] = Field(default_factory=dict)
+    """Names of keys, by hash, shown in logs and usable in ``rate_limits.overrides``; the keys
+    file's labels are added here at start-up."""
+
     allow_insecure_no_auth: bool = False
     """Permit serving on a non-loopback address without keys (otherwise start-up refuses)."""
 
@@ -415,6 +434,93 @@ class AuthConfig(StrictModel):
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
                 raise ValueError("each entry must look like 'sha256:<64 lowercase hex digits>'")
         return value
+
+    @field_validator("api_key_labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for digest, label in value.items():
+            if not re.fullmatch(KEY_HASH_PATTERN, digest):
+                # Not echoed: a misplaced plaintext key must not reach logs.
+                raise ValueError("keys must be 'sha256:<64 lowercase hex digits>' hashes")
+            if not re.fullmatch(KEY_LABEL_PATTERN, label):
+                raise ValueError(f"label {label!r} must match {KEY_LABEL_PATTERN}")
+        return value
+
+
+class RateLimitOverride(StrictModel):
+    """Limits of one API key. A field left out keeps the default; ``null`` lifts that limit."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    """Requests per minute for this key."""
+
+    audio_seconds_per_minute: float | None = Field(None, gt=0)
+    """Audio seconds per minute for this key."""
+
+
+class RateLimitsConfig(StrictModel):
+    """Per-key rate limits on ``/v1/*`` (token buckets that refill continuously).
+
+    Each request takes one request token; audio seconds (decoded uploads, synthesised speech)
+    are charged as they become known and may drive the balance below zero, which refuses the
+    key's next requests until it refills. Refusals are HTTP 429 with ``Retry-After``. A client
+    is its API key (by hash); without keys configured, its address.
+    """
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    """Requests per minute for each key (the bucket's capacity, so also the largest burst);
+    None: unlimited."""
+
+    audio_seconds_per_minute: float | None = Field(None, gt=0)
+    """Audio seconds per minute for each key, uploads and synthesised speech alike; None:
+    unlimited."""
+
+    overrides: dict[str, RateLimitOverride] = Field(default_factory=dict)
+    """Limits of particular keys, by ``sha256:<hex>`` hash or by label (keys file,
+    ``auth.api_key_labels``); an unknown label fails start-up."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    """Where the buckets live: ``memory`` (this process; one ingress replica only) or
+    ``redis`` (shared by every ingress replica)."""
+
+    redis_url: str | None = None
+    """Redis to keep the buckets in (``redis://host:6379/0``, ``rediss://`` for TLS); required
+    with ``backend: redis``."""
+
+    redis_prefix: str = Field("harmonyspeech:ratelimit", min_length=1)
+    """Namespace of the bucket keys in Redis; idle buckets expire by themselves."""
+
+    redis_timeout_s: float = Field(0.5, gt=0)
+    """Connect and command timeout for Redis; past it the backend counts as unreachable."""
+
+    on_backend_error: Literal["reject", "allow"] = "reject"
+    """When Redis is unreachable: ``reject`` answers HTTP 503 with ``Retry-After`` (no
+    unmetered traffic), ``allow`` lets requests through unmetered and logs a warning."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is set at all (otherwise no limiter runs)."""
+        limits = [self.requests_per_minute, self.audio_seconds_per_minute]
+        for override in self.overrides.values():
+            limits += [override.requests_per_minute, override.audio_seconds_per_minute]
+        return any(limit is not None for limit in limits)
+
+    @field_validator("overrides")
+    @classmethod
+    def _check_override_keys(
+        cls, value: dict[str, RateLimitOverride]
+    ) -> dict[str, RateLimitOverride]:
+        for key in value:
+            if not (re.fullmatch(KEY_HASH_PATTERN, key) or re.fullmatch(KEY_LABEL_PATTERN, key)):
+                raise ValueError(
+                    "each key must be a 'sha256:<64 lowercase hex>' hash or a key label"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> RateLimitsConfig:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("backend 'redis' needs redis_url")
+        return self
 
 
 class RayConfig(StrictModel):
@@ -430,6 +536,12 @@ class RayConfig(StrictModel):
     """Ray runtime environment of the application (``env_vars``, ``pip``, a remote
     ``working_dir``, ...): passed to ``ray.init`` when joining a cluster and written into the
     Serve config by ``harmonyspeech build-serve-config``."""
+
+    metrics_export_port: int | None = Field(8080, ge=1, le=65535)
+    """Port of the embedded Ray's metrics agent, which serves every ``ray_harmonyspeech_*``
+    and ``ray_serve_*`` metric at ``/metrics`` (on all interfaces: Ray binds it to 0.0.0.0);
+    None: a port Ray picks. Ignored when joining a cluster (``address``), whose nodes use the
+    ``--metrics-export-port`` of their ``ray start``."""
 
 
 class VoicesConfig(StrictModel):
@@ -454,7 +566,12 @@ class ServerConfig(StrictModel):
     auth: AuthConfig = AuthConfig()
     """API-key authentication."""
 
-    ingress: DeploymentOptions = DeploymentOptions(num_cpus=0.5, max_ongoing_requests=1024)
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    """Per-key limits on requests and audio seconds per minute."""
+
+    ingress: DeploymentOptions = DeploymentOptions(
+        num_cpus=0.5, max_ongoing_requests=1024, max_queued_requests=1024
+    )
     """Ray Serve options for the HTTP ingress deployment."""
 
     ray: RayConfig = RayConfig()
@@ -610,6 +727,7 @@ def cross_check(config: EngineConfig) -> Iterable[tuple[str, str]]:
                     f"pipelines[{i}].stages[{j}].model",
                     f"unknown model {stage.model!r}; known: {', '.join(known)}",
                 )
+    yield from _rate_limit_backend(config.server)
     for i, model in enumerate(config.models):
         if model.deployment.num_gpus > 0 and model.device == "cpu":
             yield (
@@ -622,6 +740,21 @@ def cross_check(config: EngineConfig) -> Iterable[tuple[str, str]]:
                 f"must be >= batching.max_batch_size ({model.batching.max_batch_size}), "
                 "or batches can never fill",
             )
+
+
+def _rate_limit_backend(server: ServerConfig) -> Iterable[tuple[str, str]]:
+    limits, ingress = server.rate_limits, server.ingress
+    if not limits.enabled or limits.backend != "memory":
+        return
+    scaling = ingress.autoscaling
+    replicas = ingress.replicas if scaling is None else scaling.max_replicas
+    if replicas > 1:
+        yield (
+            "server.rate_limits.backend",
+            f"'memory' keeps the buckets in each ingress replica, and server.ingress runs up to "
+            f"{replicas}: a key would get that many times its limit. Use backend 'redis' "
+            "(redis_url) so every replica shares the buckets",
+        )
 
 
 def _duplicates(section: str, names: list[str], what: str) -> Iterable[tuple[str, str]]:

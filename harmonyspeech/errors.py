@@ -129,6 +129,15 @@ class OverloadedError(HarmonySpeechError):
         return {"Retry-After": str(max(1, round(self.retry_after_s)))}
 
 
+class RateLimitError(OverloadedError):
+    """An API key used up its requests or audio-seconds per minute; retry after
+    ``retry_after_s`` (429, as OpenAI answers it; the SDK retries and honours ``Retry-After``)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
 class DeadlineExceededError(HarmonySpeechError):
     """The request did not finish within its deadline (504)."""
 

@@ -12,6 +12,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from harmonyspeech.config import EngineConfig, load_config
+from tests.helpers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -91,3 +93,11 @@ def served_config(weights: TinyWeights, **server: object) -> EngineConfig:
 def write_config(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the session (tests namespace their keys); skipped without one
+    unless HARMONYSPEECH_REQUIRE_REDIS=1."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server

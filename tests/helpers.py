@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_port() -> int:
@@ -35,3 +41,111 @@ def answers(url: str, status: int = 200) -> Callable[[], bool]:
             return False
 
     return check
+
+
+REQUIRE_REDIS_ENV = "HARMONYSPEECH_REQUIRE_REDIS"
+"""Set to 1 (as .ci/run does) to fail, not skip, the tests that need a redis-server."""
+
+
+def redis_binary() -> str:
+    """Path of ``redis-server``; skips the test without it (fails under REQUIRE_REDIS_ENV=1)."""
+    import pytest
+
+    binary = shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.access(p, os.X_OK)),
+        None,
+    )
+    missing = None
+    if binary is None:
+        missing = (
+            "redis-server is not installed (make redis-server, or apt-get install redis-server)"
+        )
+    elif importlib.util.find_spec("redis") is None:
+        missing = "the redis package is not installed (pip install -e '.[redis]')"
+    if missing is None:
+        assert binary is not None
+        return binary
+    if os.environ.get(REQUIRE_REDIS_ENV) == "1":
+        pytest.fail(f"{missing}; {REQUIRE_REDIS_ENV}=1 requires it")
+    pytest.skip(missing)
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port: no persistence, its own directory.
+
+    Use as a context manager, or call ``start``/``stop``; ``stop`` is safe to call twice.
+    """
+
+    def __init__(self, directory: Path, binary: str | None = None):
+        self.directory = directory
+        self.binary = binary or redis_binary()
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 10.0, attempts: int = 3) -> RedisServer:
+        for _ in range(attempts):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port", str(self.port),
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(self.directory),
+                    "--logfile", str(self.directory / f"redis-{self.port}.log"),
+                    "--daemonize", "no",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.process.poll() is None:
+                if self.ping():
+                    return self
+                time.sleep(0.05)
+            self.stop()  # the port was taken meanwhile, or it never answered: try another
+        raise TimeoutError(f"redis-server did not answer within {timeout:.0f} s ({attempts} tries)")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """``(name, labels, value)`` of every sample a Prometheus endpoint serves; [] while it
+    does not answer."""
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return []
+    return [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]

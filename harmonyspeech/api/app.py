@@ -14,7 +14,9 @@ from harmonyspeech.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
     NormalizePathMiddleware,
+    RequestMetricsMiddleware,
 )
+from harmonyspeech.api.ratelimit import RateLimiter, RateLimitMiddleware
 from harmonyspeech.api.routes import (
     health,
     metrics,
@@ -29,12 +31,19 @@ from harmonyspeech.pipelines.runtime import EngineRuntime
 logger = logging.getLogger(__name__)
 
 
-def create_app(runtime: EngineRuntime, *, verifier: ApiKeyVerifier | None = None) -> FastAPI:
+def create_app(
+    runtime: EngineRuntime,
+    *,
+    verifier: ApiKeyVerifier | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> FastAPI:
     """Build the HTTP app over an engine runtime.
 
     Args:
         runtime: Config, pipelines and model clients.
         verifier: API-key checker; by default built from ``runtime.config.server.auth``.
+        rate_limiter: Per-key limits; by default built from ``server.rate_limits`` (none when
+            it sets no limit). Kept on ``app.state.rate_limiter``.
     """
     config = runtime.config
     app = FastAPI(
@@ -49,8 +58,17 @@ def create_app(runtime: EngineRuntime, *, verifier: ApiKeyVerifier | None = None
     for module in routers:
         app.include_router(module.router)
     verifier = verifier or ApiKeyVerifier.from_config(config.server.auth)
-    # Starlette runs the last-added middleware first: paths are normalised, then auth, then size.
+    if rate_limiter is None:
+        rate_limiter = RateLimiter.from_config(config.server.rate_limits, labels=verifier.labels)
+    app.state.rate_limiter = rate_limiter
+    # Starlette runs the last-added middleware first: paths are normalised, then the request
+    # is counted (whatever answers it), then auth, then rate limits, then size.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.limits.max_upload_bytes)
+    if rate_limiter is not None:
+        # After auth (it counts by key), before the body is read (refusals cost no upload).
+        app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
     app.add_middleware(AuthMiddleware, verifier=verifier)
+    routes = [*app.router.routes, *(route for m in routers for route in m.router.routes)]
+    app.add_middleware(RequestMetricsMiddleware, routes=routes)
     app.add_middleware(NormalizePathMiddleware)
     return app

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harmonyspeech.api.auth import ApiKeyVerifier
+from harmonyspeech.api.metrics import record_error, record_request
 from harmonyspeech.errors import HarmonySpeechError, PayloadTooLargeError
 
 _SLASHES = re.compile(r"/{2,}")
+API_KEY_STATE = "api_key_hash"
+"""``scope["state"]`` entry holding the authenticated key's hash (rate limits count by it)."""
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 async def send_error(send: Send, error: HarmonySpeechError) -> None:
-    """Answer with an engine error in the OpenAI envelope, outside FastAPI."""
+    """Answer with an engine error in the OpenAI envelope, outside FastAPI (counted in
+    ``harmonyspeech_errors``)."""
+    record_error(error)
     body = json.dumps(error.to_envelope()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers().items()]
@@ -36,6 +43,44 @@ class NormalizePathMiddleware:
         await self.app(scope, receive, send)
 
 
+class RequestMetricsMiddleware:
+    """Count every answered request by route template (``/v1/audio/voices/{voice_id}``, not
+    the id; ``unmatched`` for unknown paths), method and status.
+
+    Args:
+        routes: The routes to match, in order; those without a path template (a FastAPI
+            included router) are skipped, so pass the routers' own routes as well.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what an exception escaping the app becomes
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            record_request(self._endpoint(scope), scope["method"], status)
+
+    def _endpoint(self, scope: Scope) -> str:
+        for route in self.routes:
+            path = getattr(route, "path", None)
+            if isinstance(path, str) and route.matches(scope)[0] is not Match.NONE:
+                return path
+        return "unmatched"
+
+
 class BodyLimitMiddleware:
     """Reject request bodies over ``max_bytes`` with 413 before any parsing.
 
@@ -53,11 +98,11 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await send_error(send, self._too_large())
+            await send_error(send, self._too_large(scope))
             return
         body = await self._read_body(receive)
         if body is None:
-            await send_error(send, self._too_large())
+            await send_error(send, self._too_large(scope))
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -77,9 +122,12 @@ class BodyLimitMiddleware:
                 break
         return b"".join(chunks)
 
-    def _too_large(self) -> PayloadTooLargeError:
+    def _too_large(self, scope: Scope) -> PayloadTooLargeError:
+        # Uploads are what grows a multipart body; a JSON body has no one parameter to blame.
+        multipart = (_header(scope, b"content-type") or "").lower().startswith("multipart/")
         return PayloadTooLargeError(
-            f"request body exceeds the limit of {self.max_bytes} bytes", param="file"
+            f"request body exceeds the limit of {self.max_bytes} bytes",
+            param="file" if multipart else None,
         )
 
 
@@ -93,10 +141,11 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._protects(scope):
             try:
-                self.verifier.verify(_header(scope, b"authorization"))
+                digest = self.verifier.verify(_header(scope, b"authorization"))
             except HarmonySpeechError as exc:
                 await send_error(send, exc)
                 return
+            scope.setdefault("state", {})[API_KEY_STATE] = digest
         await self.app(scope, receive, send)
 
     def _protects(self, scope: Scope) -> bool:

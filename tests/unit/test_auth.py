@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
 
-from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, hash_key, is_loopback
+from harmonyspeech.api.auth import (
+    ApiKeyVerifier,
+    ensure_safe_binding,
+    hash_key,
+    is_loopback,
+    parse_keys_file,
+    read_keys_file,
+    with_env_keys,
+)
 from harmonyspeech.cli import main
+from harmonyspeech.config import AuthConfig, load_config
 from harmonyspeech.errors import AuthenticationError, ConfigError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_config
 
 
 def test_hash_format() -> None:
@@ -52,3 +64,119 @@ def test_serve_refuses_before_starting_anything(capsys: pytest.CaptureFixture[st
     config = str(ROOT / "configs" / "test.yaml")
     assert main(["serve", "--config", config, "--host", "0.0.0.0"]) == 2
     assert "without API keys is refused" in capsys.readouterr().err
+
+
+# --- keys file ---------------------------------------------------------------------------------
+
+HASH_A, HASH_B = hash_key("sk-alpha"), hash_key("sk-beta")
+
+
+def test_keys_file_lines_hashes_labels_and_comments() -> None:
+    text = (
+        "# team keys\n"
+        "\n"
+        f"{HASH_A} alpha   # inline comment\n"
+        f"   {HASH_B}\n"
+        f"{hash_key('sk-gamma').upper().replace('SHA256', 'sha256')} gamma\n"
+    )
+    keys = parse_keys_file(text, source="keys.txt")
+    assert keys == {HASH_A: "alpha", HASH_B: None, hash_key("sk-gamma"): "gamma"}
+
+
+def test_keys_file_refuses_plaintext_naming_the_line_not_the_key() -> None:
+    text = f"{HASH_A} alpha\nsk-live-plaintext-secret\n{HASH_B} beta extra\nsha256:abc\n"
+    with pytest.raises(ConfigError) as info:
+        parse_keys_file(text, source="keys.txt")
+    assert [path for path, _ in info.value.problems] == ["line 2", "line 3", "line 4"]
+    assert "never plaintext keys" in info.value.problems[0][1]
+    assert "keys.txt" in info.value.message
+    assert "sk-live-plaintext-secret" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"{HASH_A} alpha\n{HASH_A} again\n", "listed twice"),
+        (f"{HASH_A} alpha\n{HASH_B} alpha\n", "already names line 1"),
+        (f"{HASH_A} bad:label\n", "a label is"),
+    ],
+)
+def test_keys_file_refuses_ambiguous_lines(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_keys_file(text, source="keys.txt")
+
+
+def test_missing_keys_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_keys_file(tmp_path / "absent.txt")
+    assert info.value.problems[0][0] == "server.auth.api_keys_file"
+    assert "absent.txt" in info.value.message
+
+
+def keys_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "keys.txt"
+    path.write_text(text)
+    return path
+
+
+def test_verifier_reads_the_keys_file(tmp_path: Path) -> None:
+    path = keys_file(tmp_path, f"{HASH_A} alpha\n{HASH_B}\n")
+    auth = AuthConfig(api_keys_file=str(path))
+    verifier = ApiKeyVerifier.from_config(auth, {"HARMONYSPEECH_API_KEYS": "sk-env"})
+    assert verifier.verify("Bearer sk-alpha") == HASH_A
+    assert verifier.verify("Bearer sk-beta") == HASH_B
+    assert verifier.verify("Bearer sk-env") == hash_key("sk-env")
+    assert verifier.label(HASH_A) == "alpha" and verifier.label(HASH_B) is None
+    with pytest.raises(AuthenticationError):
+        verifier.verify("Bearer sk-gamma")
+
+
+def test_one_label_for_two_keys_is_refused(tmp_path: Path) -> None:
+    path = keys_file(tmp_path, f"{HASH_A} alpha\n")
+    auth = AuthConfig(api_keys_file=str(path), api_key_labels={HASH_B: "alpha"})
+    with pytest.raises(ConfigError, match="names two keys"):
+        ApiKeyVerifier.from_config(auth, {})
+
+
+def test_keys_are_folded_into_the_config_once(tmp_path: Path) -> None:
+    path = keys_file(tmp_path, f"{HASH_A} alpha\n")
+    data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+    data["server"]["auth"]["api_keys_file"] = str(path)
+    folded = with_env_keys(load_config(data), {"HARMONYSPEECH_API_KEYS": "sk-env"})
+    auth = folded.server.auth
+    assert auth.api_keys_file is None  # replicas elsewhere need no copy of the file
+    assert auth.api_key_hashes == [HASH_A, hash_key("sk-env")]
+    assert auth.api_key_labels == {HASH_A: "alpha"}
+    path.unlink()
+    verifier = ApiKeyVerifier.from_config(auth, {})
+    assert verifier.verify("Bearer sk-alpha") == HASH_A
+    assert verifier.label(HASH_A) == "alpha"
+
+
+def test_keys_file_alone_permits_a_public_binding(tmp_path: Path) -> None:
+    auth = AuthConfig(api_keys_file=str(keys_file(tmp_path, f"{HASH_A}\n")))
+    ensure_safe_binding("0.0.0.0", ApiKeyVerifier.from_config(auth, {}), allow_insecure=False)
+
+
+def test_serve_refuses_a_missing_keys_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+    data["server"]["auth"]["api_keys_file"] = str(tmp_path / "absent.txt")
+    config = write_config(tmp_path / "engine.yaml", data)
+    assert main(["serve", "--config", str(config), "--host", "0.0.0.0"]) == 2
+    assert "absent.txt" in capsys.readouterr().err
+
+
+def test_hash_key_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["hash-key", "sk-alpha", "--label", "alpha"]) == 0
+    line = capsys.readouterr().out
+    assert parse_keys_file(line, source="out") == {HASH_A: "alpha"}
+    monkeypatch.setattr("sys.stdin", io.StringIO("sk-beta\n"))
+    assert main(["hash-key"]) == 0
+    assert capsys.readouterr().out.strip() == HASH_B
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["hash-key"]) == 1
+    assert main(["hash-key", "k", "--label", "two words"]) == 2

@@ -182,3 +182,60 @@ def test_the_default_config_fits_a_two_core_machine() -> None:
     config = cfg.load_config(ROOT / "configs" / "default.yaml")
     deployments = [config.server.ingress, *(m.deployment for m in config.models)]
     assert sum(d.num_cpus * d.replicas for d in deployments) <= 2
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+
+def with_server(**server: object) -> dict:
+    return {**MINIMAL, "server": server}
+
+
+def test_rate_limits_default_to_none() -> None:
+    limits = cfg.load_config(MINIMAL).server.rate_limits
+    assert limits.requests_per_minute is None and limits.audio_seconds_per_minute is None
+    assert not limits.enabled and limits.backend == "memory"
+    assert limits.on_backend_error == "reject"
+
+
+@pytest.mark.parametrize(
+    "ingress",
+    [{"replicas": 2}, {"autoscaling": {"min_replicas": 1, "max_replicas": 4}}],
+)
+def test_memory_backend_refused_with_several_ingress_replicas(ingress: dict) -> None:
+    bad = with_server(ingress=ingress, rate_limits={"requests_per_minute": 60})
+    [(path, message)] = problems(bad)
+    assert path == "server.rate_limits.backend"
+    assert "each ingress replica" in message and "'redis'" in message
+
+
+def test_several_ingress_replicas_fine_with_redis_or_without_limits() -> None:
+    redis = {"requests_per_minute": 60, "backend": "redis", "redis_url": "redis://r:6379/0"}
+    cfg.load_config(with_server(ingress={"replicas": 3}, rate_limits=redis))
+    cfg.load_config(with_server(ingress={"replicas": 3}, rate_limits={"backend": "memory"}))
+    one = {"autoscaling": {"min_replicas": 1, "max_replicas": 1}}
+    cfg.load_config(with_server(ingress=one, rate_limits={"requests_per_minute": 60}))
+
+
+def test_redis_backend_needs_a_url() -> None:
+    [(path, message)] = problems(with_server(rate_limits={"backend": "redis"}))
+    assert path == "server.rate_limits" and "redis_url" in message
+
+
+def test_rate_limit_values_and_override_keys_are_checked() -> None:
+    bad = with_server(
+        rate_limits={
+            "requests_per_minute": 0,
+            "overrides": {"not a label": {"requests_per_minute": 1}},
+        }
+    )
+    found = dict(problems(bad))
+    assert found["server.rate_limits.requests_per_minute"] == "must be >= 1"
+    assert "hash or a key label" in found["server.rate_limits.overrides"]
+
+
+def test_auth_labels_must_be_keyed_by_hash() -> None:
+    bad = with_server(auth={"api_key_labels": {"sk-plain": "alpha"}})
+    [(path, message)] = problems(bad)
+    assert path == "server.auth.api_key_labels" and "must be 'sha256:" in message
+    assert "sk-plain" not in message

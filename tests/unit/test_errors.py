@@ -15,6 +15,7 @@ CASES = [
     (errors.MethodNotAllowedError("nope"), 405, "invalid_request_error"),
     (errors.PayloadTooLargeError("big", param="file"), 413, "invalid_request_error"),
     (errors.OverloadedError("full", retry_after_s=3), 503, "server_error"),
+    (errors.RateLimitError("slow down", retry_after_s=7), 429, "rate_limit_error"),
     (errors.DeadlineExceededError("slow"), 504, "server_error"),
     (errors.ModelLoadError("broken"), 503, "server_error"),
     (errors.PipelineStageError("boom", stage="vad"), 500, "server_error"),
