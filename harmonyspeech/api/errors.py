@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from harmonyspeech.api.metrics import record_error
 from harmonyspeech.errors import (
     HarmonySpeechError,
     InternalError,
@@ -26,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def error_response(error: HarmonySpeechError) -> JSONResponse:
-    """The HTTP response for an engine error."""
+    """The HTTP response for an engine error (counted in ``harmonyspeech_errors``)."""
+    record_error(error)
     return JSONResponse(error.to_envelope(), status_code=error.status_code, headers=error.headers())
 
 
@@ -49,8 +51,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, HarmonySpeechError):
+            # An engine error that broke off a started stream: Starlette re-raises it as
+            # "response already started". Nothing more can be sent; this counts it by its type.
+            return error_response(exc.__cause__)
         logger.exception("unhandled error")
         return error_response(InternalError(f"internal error: {type(exc).__name__}"))
+
+
+_NOT_A_JSON_OBJECT = {"missing", "model_attributes_type", "dict_type"}
+"""Validation errors of a whole JSON body: none, another JSON type, or not sent as JSON."""
 
 
 def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
@@ -59,6 +69,17 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
     if not errors:
         return InvalidRequestError("invalid request")
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        # The location is a character offset into the body, not a parameter.
+        reason = first.get("ctx", {}).get("error", "JSON decode error")
+        position = first["loc"][-1]
+        return InvalidRequestError(
+            f"request body is not valid JSON: {reason} at character {position}"
+        )
+    if tuple(first.get("loc", ())) == ("body",) and first.get("type") in _NOT_A_JSON_OBJECT:
+        return InvalidRequestError(
+            "the request body must be a JSON object, sent with Content-Type: application/json"
+        )
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "form")]
     param = ".".join(loc) or None
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
@@ -73,6 +94,14 @@ def http_to_error(request: Request, exc: StarletteHTTPException) -> HarmonySpeec
         return NotFoundError(f"no route for {request.method} {request.url.path}")
     if exc.status_code == 405:
         return MethodNotAllowedError(f"method {request.method} not allowed on {request.url.path}")
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI's "There was an error parsing the body", said precisely.
+        cause = exc.__cause__
+        return InvalidRequestError(
+            f"request body is not valid {cause.encoding}: {cause.reason} at byte {cause.start}"
+        )
+    if isinstance(exc.__cause__, RecursionError):
+        return InvalidRequestError("request body is nested too deeply")
     if exc.status_code < 500:
         return InvalidRequestError(str(exc.detail))
     return InternalError(str(exc.detail))

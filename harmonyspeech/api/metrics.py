@@ -1,30 +1,17 @@
-"""Prometheus metrics of the HTTP layer, served at ``GET /metrics``.
+"""Request metrics recorded by the HTTP layer: validation scores, errors and requests.
 
-Each ingress process exports its own counters (with several ingress replicas, Prometheus scrapes
-each, or Ray's metrics agent aggregates them). Model-side batch statistics stay in
-``GET /v1/models/instance:NAME``.
+The metrics themselves are defined in ``harmonyspeech.telemetry.catalog``; they go to this
+process's ``GET /metrics`` (in-process) or to Ray's metrics agent (inside Ray Serve).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram
-
+from harmonyspeech.errors import HarmonySpeechError
 from harmonyspeech.pipelines.speech import SpeechItem, retries
 from harmonyspeech.pipelines.validation import Score, request_score
-
-VALIDATION_SCORE = Histogram(
-    "harmonyspeech_validation_error_rate",
-    "Whisper-validated error rate (WER or CER) of synthesised requests",
-    ["pipeline", "metric"],
-    buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0),
-)
-VALIDATION_RETRIES = Counter(
-    "harmonyspeech_validation_retries",
-    "Sentences synthesised again because validation scored them above the threshold",
-    ["pipeline"],
-)
+from harmonyspeech.telemetry import catalog as metrics
 
 
 def record_validation(pipeline: str, items: Sequence[SpeechItem]) -> Score | None:
@@ -32,8 +19,16 @@ def record_validation(pipeline: str, items: Sequence[SpeechItem]) -> Score | Non
     score = request_score(item.score for item in items)
     if score is None:
         return None
-    VALIDATION_SCORE.labels(pipeline, score.metric).observe(score.rate)
-    extra = retries(items)
-    if extra:
-        VALIDATION_RETRIES.labels(pipeline).inc(extra)
+    metrics.VALIDATION_SCORE.record(score.rate, pipeline=pipeline, metric=score.metric)
+    metrics.VALIDATION_RETRIES.record(retries(items), pipeline=pipeline)
     return score
+
+
+def record_error(error: HarmonySpeechError) -> None:
+    """Count an error answered to a client (or breaking off its stream)."""
+    metrics.ERRORS.record(1, type=error.error_type, code=error.code or "", status=error.status_code)
+
+
+def record_request(endpoint: str, method: str, status: int) -> None:
+    """Count an answered HTTP request."""
+    metrics.REQUESTS.record(1, endpoint=endpoint, method=method, status=status)

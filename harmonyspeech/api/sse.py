@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from harmonyspeech.api.metrics import record_error
 from harmonyspeech.errors import HarmonySpeechError
 
 MEDIA_TYPE = "text/event-stream"
@@ -17,5 +18,7 @@ def sse_frame(payload: dict[str, Any]) -> bytes:
 
 
 def sse_error(error: HarmonySpeechError) -> bytes:
-    """An error event after streaming began; the OpenAI SDK raises ``APIError`` on it."""
+    """An error event after streaming began; the OpenAI SDK raises ``APIError`` on it
+    (counted in ``harmonyspeech_errors``)."""
+    record_error(error)
     return sse_frame({"type": "error", **error.to_envelope()})

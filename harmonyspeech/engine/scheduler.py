@@ -155,3 +155,10 @@ class Scheduler:
 def padded_cost(batch: list[WorkItem]) -> float:
     """A batch's cost once every item is padded to the costliest one."""
     return len(batch) * max(item.cost for item in batch)
+
+
+def padding_efficiency(batch: list[WorkItem]) -> float:
+    """Useful share of a batch's padded cost: the items' costs over ``padded_cost``; 1.0 for
+    no padding (and for a batch of zero cost)."""
+    padded = padded_cost(batch)
+    return sum(item.cost for item in batch) / padded if padded > 0 else 1.0

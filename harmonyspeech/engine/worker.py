@@ -5,6 +5,9 @@ futures; the inference thread loads the model, then repeatedly asks the schedule
 ``adapter.infer_batch`` and resolves each item's future. The event loop never blocks on inference
 (DESIGN.md decision 11).
 
+Queue depth, queue waits and each batch's size, padding efficiency and latency are recorded
+in ``stats`` and as metrics (``harmonyspeech.telemetry.catalog``), tagged with the instance name.
+
 Failure isolation: if a whole batch raises, its items are re-run one by one so that one bad item
 fails only its own request. Items whose futures were cancelled while queued leave the queue.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 from harmonyspeech.config import BatchingPolicy
 from harmonyspeech.engine.items import Priority, WorkItem
-from harmonyspeech.engine.scheduler import Clock, Scheduler
+from harmonyspeech.engine.scheduler import Clock, Scheduler, padding_efficiency
 from harmonyspeech.engine.stats import WorkerStats
 from harmonyspeech.errors import (
     DeadlineExceededError,
@@ -31,6 +34,7 @@ from harmonyspeech.errors import (
     ModelLoadError,
 )
 from harmonyspeech.models.base import ModelAdapter
+from harmonyspeech.telemetry import catalog as metrics
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ class ModelWorker:
                 raise ModelLoadError(f"model {self.name!r} is shutting down")
             self._scheduler.submit(item)
             self._futures[item.id] = future
-            self.stats.record_queue_depth(len(self._scheduler))
+            self._queue_changed()
             self._cond.notify()
         future.add_done_callback(lambda f, item_id=item.id: self._on_done(item_id, f))
         return future
@@ -166,6 +170,7 @@ class ModelWorker:
             with self._cond:
                 if self._scheduler.cancel(item_id) is not None:
                     self.stats.cancelled += 1
+                    self._queue_changed()
                 self._futures.pop(item_id, None)
 
     # -- inference thread --------------------------------------------------------------------
@@ -207,21 +212,38 @@ class ModelWorker:
                 if self._scheduler.ready():
                     items = self._scheduler.next_batch()
                     batch = [(item, self._futures.pop(item.id)) for item in items]
-                    self.stats.record_queue_depth(len(self._scheduler))
+                    self._queue_changed()
+                    self._record_waits(items)
                     return batch
                 self._cond.wait(self._scheduler.wait_time())
 
     def _expire(self) -> None:
-        for item in self._scheduler.expire():
+        expired = self._scheduler.expire()
+        for item in expired:
             future = self._futures.pop(item.id)
             self.stats.expired += 1
             _resolve(future, DeadlineExceededError(f"model {self.name!r}: deadline passed"))
+        if expired:
+            self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        """Record the queue depth (call with the lock held, after the queue changed)."""
+        depth = len(self._scheduler)
+        self.stats.record_queue_depth(depth)
+        metrics.QUEUE_DEPTH.record(depth, model=self.name)
+
+    def _record_waits(self, items: list[WorkItem]) -> None:
+        now = self._clock()
+        for item in items:
+            wait = max(0.0, now - item.arrival)
+            metrics.QUEUE_WAIT.record(wait, model=self.name, priority=item.priority.name.lower())
 
     def _fail_all(self, error: HarmonySpeechError) -> None:
         for item_id, future in list(self._futures.items()):
             self._scheduler.cancel(item_id)
             _resolve(future, error)
         self._futures.clear()
+        self._queue_changed()
 
     def _execute(self, batch: list[tuple[WorkItem, Future]]) -> None:
         live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
@@ -231,7 +253,11 @@ class ModelWorker:
         items = [item for item, _ in live]
         started = time.perf_counter()
         results = self._infer_isolated([item.payload for item in items])
-        self.stats.record_batch(items, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.stats.record_batch(items, seconds)
+        metrics.BATCH_SIZE.record(len(items), model=self.name)
+        metrics.PADDING_EFFICIENCY.record(padding_efficiency(items), model=self.name)
+        metrics.BATCH_LATENCY.record(seconds, model=self.name)
         for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, Exception):
                 self.stats.failed += 1

@@ -33,6 +33,8 @@ class PipelineContext:
         target_voice: The tone colour a ``convert`` stage re-voices speech to (a cloned voice);
             None: speech keeps the synthesizer's voice.
         tone_color: Output of the ``embed`` stage.
+        started: ``time.monotonic()`` when the request started (for time to first audio and
+            the real-time factor).
     """
 
     priority: Priority = Priority.INTERACTIVE
@@ -46,6 +48,7 @@ class PipelineContext:
     speech_items: list[SpeechItem] = field(default_factory=list)
     target_voice: np.ndarray | None = None
     tone_color: ToneColor | None = None
+    started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def with_timeout(cls, timeout_s: float | None, **fields: object) -> PipelineContext:

@@ -16,6 +16,7 @@ from harmonyspeech.errors import (
     PipelineStageError,
 )
 from harmonyspeech.pipelines.context import PipelineContext
+from harmonyspeech.pipelines.metering import SpeechMeter, input_processed, timed
 from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.stages import STAGES, ItemSource, StreamingStage
@@ -29,6 +30,7 @@ class PipelineRunner:
     Errors: client errors (4xx), overload, deadline and model-availability errors pass through
     unchanged; any other failure becomes a ``PipelineStageError`` naming the stage. Every stage
     is bounded by the request's remaining time (504 beyond it; its queued work is cancelled).
+    Stage latency and the request's audio metrics are recorded (``pipelines.metering``).
 
     Args:
         clients: One client per model instance name.
@@ -44,6 +46,7 @@ class PipelineRunner:
             return ctx
         for spec in pipeline.stages:
             await self._run_stage(pipeline, spec, ctx)
+        input_processed(pipeline, ctx)
         return ctx
 
     async def stream(self, pipeline: PipelineSpec, ctx: PipelineContext) -> AsyncIterator[Any]:
@@ -64,9 +67,10 @@ class PipelineRunner:
         stage = STAGES[last.kind]
         if not isinstance(stage, StreamingStage):
             raise InternalError(f"stage {last.kind!r} cannot stream")
-        with _reported(pipeline, last):
+        with _reported(pipeline, last), timed(pipeline, last):
             async for part in stage.stream(last, ctx, self._clients[last.model]):
                 yield part
+        input_processed(pipeline, ctx)
 
     async def _stream_items(
         self, pipeline: PipelineSpec, ctx: PipelineContext, source: int
@@ -77,17 +81,21 @@ class PipelineRunner:
         source_spec = item_stages[0]
         with _reported(pipeline, source_spec):
             items = STAGES[source_spec.kind].items(source_spec, ctx)  # type: ignore[attr-defined]
+        meter = SpeechMeter(pipeline, ctx)
         # Every item is submitted at once, so the scheduler can batch them with other requests'.
         tasks = [
-            asyncio.ensure_future(self._process_item(pipeline, item_stages, ctx, item))
+            asyncio.ensure_future(self._process_item(pipeline, item_stages, ctx, item, meter))
             for item in items
         ]
         try:
             for task in tasks:
                 with _reported(pipeline, source_spec):
-                    yield await asyncio.wait_for(task, ctx.remaining_s())
+                    item = await asyncio.wait_for(task, ctx.remaining_s())
+                meter.delivered(item)
+                yield item
         finally:
             _cancel_all(tasks)
+        meter.finished()
 
     async def _process_item(
         self,
@@ -95,24 +103,26 @@ class PipelineRunner:
         stages: tuple[StageSpec, ...],
         ctx: PipelineContext,
         item: SpeechItem,
+        meter: SpeechMeter,
     ) -> SpeechItem:
         # A stage may ask for the item again (validation retries); the stage bounds the retries.
         while True:
             item.retry = False
             for spec in stages:
-                with _reported(pipeline, spec):
+                with _reported(pipeline, spec), timed(pipeline, spec):
                     stage = STAGES[spec.kind]
                     await stage.process(spec, ctx, self._clients[spec.model], item)  # type: ignore[attr-defined]
                 if item.retry:
                     break
             else:
+                meter.ready(item)
                 return item
 
     async def _run_stage(
         self, pipeline: PipelineSpec, spec: StageSpec, ctx: PipelineContext
     ) -> None:
         timeout = ctx.remaining_s()
-        with _reported(pipeline, spec):
+        with _reported(pipeline, spec), timed(pipeline, spec):
             await asyncio.wait_for(
                 STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
             )

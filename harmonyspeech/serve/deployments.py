@@ -7,6 +7,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from harmonyspeech import telemetry
 from harmonyspeech.api.app import create_app
 from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
@@ -28,6 +29,8 @@ class ModelServer:
     """
 
     def __init__(self, model: ModelConfig):
+        # Metrics go through Ray's metrics agent, tagged with this deployment and replica.
+        telemetry.use_ray()
         self.config = model
         self.worker = ModelWorker(create_adapter(model), model.batching, name=model.name)
         self.worker.start()
@@ -51,6 +54,7 @@ class Ingress:
     """The HTTP front: the FastAPI app over clients of every model deployment."""
 
     def __init__(self, config: EngineConfig, models: dict[str, DeploymentHandle]):
+        telemetry.use_ray()
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
 

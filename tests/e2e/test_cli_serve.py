@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ROOT, TinyWeights, served_config_data, write_config
-from tests.helpers import answers, free_port, wait_until
+from tests.helpers import answers, free_port, scrape, wait_until
 from tests.unit.vad_clips import clip_bytes
 
 
@@ -45,12 +45,23 @@ def serving(config: Path, port: int, log: Path) -> Iterator[str]:
 def test_serve_command_serves_stops_and_keeps_cloned_voices(
     tmp_path: Path, tiny_weights: TinyWeights
 ) -> None:
-    port = free_port()
-    config = write_config(tmp_path / "engine.yaml", served_config_data(tiny_weights))
+    port, metrics_port = free_port(), free_port()
+    data = served_config_data(tiny_weights, ray={"metrics_export_port": metrics_port})
+    config = write_config(tmp_path / "engine.yaml", data)
     with serving(config, port, tmp_path / "first.log") as base:
         files = {"file": ("c.flac", clip_bytes("short"))}
         response = httpx.post(f"{base}/v1/audio/vad", files=files, timeout=60)
         assert response.status_code == 200 and response.json()["segments"]
+        # The embedded Ray's metrics agent listens on the configured port.
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_until(
+            lambda: any(
+                name == "ray_harmonyspeech_batch_size_count" for name, _, _ in scrape(metrics)
+            ),
+            timeout=40,
+            what="model metrics on the configured metrics port",
+            every=1.0,
+        )
         reference = [("file", ("ref.flac", clip_bytes("two_phrases")))]
         created = httpx.post(
             f"{base}/v1/audio/voices", files=reference, data={"name": "Kept"}, timeout=60

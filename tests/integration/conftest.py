@@ -17,6 +17,8 @@ from tests.helpers import answers, free_port, wait_until
 class ServedApp:
     base_url: str
     config: EngineConfig
+    metrics_port: int
+    """Port of Ray's metrics agent (``ray_*`` metrics of every replica at ``/metrics``)."""
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +30,14 @@ def served(tiny_weights: TinyWeights) -> Iterator[ServedApp]:
 
     config = served_config(tiny_weights, port=free_port())
     base_url = f"http://127.0.0.1:{config.server.port}"
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="harmonyspeech-tests")
+    metrics_port = free_port()
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        namespace="harmonyspeech-tests",
+        _metrics_export_port=metrics_port,
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": config.server.port})
         quiet = {"log_level": "WARNING", "enable_access_log": False}
@@ -39,7 +48,7 @@ def served(tiny_weights: TinyWeights) -> Iterator[ServedApp]:
             logging_config=quiet,
         )
         wait_until(answers(f"{base_url}/ready"), timeout=120, what="the app to be ready")
-        yield ServedApp(base_url, config)
+        yield ServedApp(base_url, config, metrics_port)
     finally:
         serve.shutdown()
         ray.shutdown()

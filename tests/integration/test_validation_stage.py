@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 
-import httpx
 import openai
 
 from harmonyspeech.audio import decode_audio
+from tests.helpers import scrape, wait_until
+from tests.integration.conftest import ServedApp
 
 TEXT = "Hello there. This is the second sentence, a little longer than the first! And a third."
 
@@ -58,18 +58,31 @@ def test_unvalidated_pipelines_send_no_score(openai_client: openai.OpenAI) -> No
 
 
 def test_scores_and_retries_are_exported_as_metrics(
-    openai_client: openai.OpenAI, client: httpx.Client
+    openai_client: openai.OpenAI, served: ServedApp
 ) -> None:
-    def metric(name: str) -> float:
-        text = client.get("/metrics").text
-        pattern = rf'^{name}\{{[^}}]*pipeline="tts-validated"[^}}]*\}} (\S+)$'
-        match = re.search(pattern, text, re.MULTILINE)
-        return float(match[1]) if match else 0.0
+    # Served by Ray Serve, the ingress's metrics go out through Ray's metrics agent, which
+    # exports what was recorded every few seconds: poll it (bounded).
+    url = f"http://127.0.0.1:{served.metrics_port}/metrics"
 
-    before = metric("harmonyspeech_validation_error_rate_count")
-    retries_before = metric("harmonyspeech_validation_retries_total")
+    def metric(name: str) -> float:
+        return sum(
+            value
+            for sample, labels, value in scrape(url)
+            if sample == name and labels.get("pipeline") == "tts-validated"
+        )
+
+    before = metric("ray_harmonyspeech_validation_error_rate_count")
+    retries_before = metric("ray_harmonyspeech_validation_retries_total")
     openai_client.audio.speech.create(
         model="tts-validated", voice="alloy", input=TEXT, extra_body={"seed": 4, "stream": False}
     )
-    assert metric("harmonyspeech_validation_error_rate_count") == before + 1
-    assert metric("harmonyspeech_validation_retries_total") > retries_before
+    # Earlier requests may still be on their way to the agent, so the counts grow by >= 1.
+    wait_until(
+        lambda: (
+            metric("ray_harmonyspeech_validation_error_rate_count") >= before + 1
+            and metric("ray_harmonyspeech_validation_retries_total") > retries_before
+        ),
+        timeout=40,
+        what="the validation metrics to reach Ray's metrics agent",
+        every=1.0,
+    )
