@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harmonyspeech.errors import InvalidRequestError
 from harmonyspeech.models.types import SynthesisRequest
@@ -56,11 +56,11 @@ class SpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str
+    model: str = Field(examples=["tts-1"])
     """Pipeline name or alias (``tts-1``, ``tts-1-hd``, ...)."""
-    input: str
+    input: str = Field(examples=["The quick brown fox jumped over the lazy dog."])
     """Text to speak."""
-    voice: str | VoiceRef
+    voice: str | VoiceRef = Field(examples=["alloy"])
     """A MeloTTS speaker of the pipeline's checkpoint, or a voice name mapped to one in config."""
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0, allow_inf_nan=False)
@@ -79,6 +79,16 @@ class SpeechRequest(BaseModel):
     noise_scale_w: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     """Extension: MeloTTS duration noise."""
 
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _check_voice(cls, value: Any) -> Any:
+        # One clear error for a wrong voice, rather than one per member of the union.
+        if isinstance(value, str | VoiceRef):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("id"), str):
+            return value
+        raise ValueError("must be a voice name or an object with a string 'id'")
+
     @property
     def voice_id(self) -> str:
         return self.voice if isinstance(self.voice, str) else self.voice.id
@@ -88,13 +98,22 @@ class SpeechRequest(BaseModel):
         return sorted(self.model_extra or {})
 
     def check_input(self, max_chars: int) -> None:
-        """Reject empty text and text over ``max_chars`` (400, ``param: input``)."""
+        """Reject empty text, text over ``max_chars`` and text with lone surrogates (400,
+        ``param: input``)."""
         if len(self.input) > max_chars:
             raise InvalidRequestError(
                 f"input is {len(self.input)} characters; the limit is {max_chars}", param="input"
             )
         if not self.input.strip():
             raise InvalidRequestError("input is empty", param="input")
+        try:
+            self.input.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # JSON escapes can spell lone surrogates, which no tokenizer accepts.
+            raise InvalidRequestError(
+                f"input is not valid Unicode: {exc.reason} at character {exc.start}",
+                param="input",
+            ) from None
 
     def synthesis_request(self) -> SynthesisRequest:
         """What the pipeline speaks, and how."""

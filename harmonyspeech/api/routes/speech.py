@@ -21,6 +21,7 @@ from harmonyspeech.api import sse
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.metrics import record_validation
 from harmonyspeech.api.protocol import SpeechRequest
+from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
 from harmonyspeech.errors import HarmonySpeechError
@@ -73,7 +74,8 @@ async def create_speech(
 
 
 class RecordedItems:
-    """The request's items as they stream by; exports the validation score once all are out."""
+    """The request's items as they stream by; charges their audio seconds to the client's rate
+    limit and exports the validation score once all are out."""
 
     def __init__(self, pipeline: str, items: AsyncIterator[SpeechItem]):
         self._pipeline, self._items = pipeline, items
@@ -90,6 +92,8 @@ class RecordedItems:
             self.score = record_validation(self._pipeline, self.seen)
             raise
         self.seen.append(item)
+        if item.audio is not None:
+            await charge_audio_seconds(item.audio.duration)
         return item
 
 

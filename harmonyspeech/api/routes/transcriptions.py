@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from harmonyspeech.api import sse
 from harmonyspeech.api import transcript_formats as formats
 from harmonyspeech.api.deps import get_runtime
+from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import started
-from harmonyspeech.api.uploads import read_audio
+from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
 from harmonyspeech.models.types import TranscribedSegment
 from harmonyspeech.pipelines.context import PipelineContext
@@ -26,10 +27,18 @@ Runtime = Annotated[EngineRuntime, Depends(get_runtime)]
 AudioFile = Annotated[UploadFile, File(description="Audio in any common format.")]
 ResponseFormat = Annotated[Literal["json", "text", "srt", "verbose_json", "vtt"], Form()]
 Temperature = Annotated[float, Form(ge=0, le=1, allow_inf_nan=False)]
+Granularities = Annotated[
+    list[str] | None,
+    Form(
+        alias="timestamp_granularities[]",
+        description="'word' and/or 'segment' (with verbose_json); repeated fields, as the OpenAI "
+        "SDK sends them ('timestamp_granularities' is read too).",
+    ),
+]
 
 
 # https://platform.openai.com/docs/api-reference/audio/createTranscription
-@router.post("/v1/audio/transcriptions", response_model=None)
+@router.post("/v1/audio/transcriptions", response_model=None, openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_transcription(
     request: Request,
     runtime: Runtime,
@@ -40,8 +49,9 @@ async def create_transcription(
     response_format: ResponseFormat = "json",
     temperature: Temperature = 0.0,
     stream: Annotated[bool, Form()] = False,
+    timestamp_granularities: Granularities = None,
 ) -> Response:
-    granularities = await _granularities(request, response_format)
+    granularities = await _granularities(request, timestamp_granularities, response_format)
     options = TranscriptionOptions(
         task="transcribe",
         language=_language(language),
@@ -53,7 +63,7 @@ async def create_transcription(
 
 
 # https://platform.openai.com/docs/api-reference/audio/createTranslation
-@router.post("/v1/audio/translations", response_model=None)
+@router.post("/v1/audio/translations", response_model=None, openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_translation(
     runtime: Runtime,
     file: AudioFile,
@@ -66,10 +76,12 @@ async def create_translation(
     return await _respond(runtime, file, model, options, response_format, stream=False)
 
 
-async def _granularities(request: Request, response_format: str) -> set[str]:
-    # The OpenAI SDK sends arrays as repeated "timestamp_granularities[]" fields.
+async def _granularities(
+    request: Request, declared: list[str] | None, response_format: str
+) -> set[str]:
+    # The OpenAI SDK sends arrays as repeated "timestamp_granularities[]" fields (``declared``).
     form = await request.form()
-    values = [*form.getlist("timestamp_granularities[]"), *form.getlist("timestamp_granularities")]
+    values = [*(declared or []), *form.getlist("timestamp_granularities")]
     chosen = {str(v) for v in values}
     if chosen - {"word", "segment"}:
         raise InvalidRequestError(
@@ -108,6 +120,7 @@ async def _respond(
     pipeline = runtime.catalog.select(model, produces="transcript")
     limits = runtime.config.server.limits
     audio = await read_audio(file, limits, sample_rate=DECODE_RATE)
+    await charge_audio_seconds(audio.duration)
     ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio, transcription=options)
     if stream:
         events = await started(_events(runtime.runner.stream(pipeline, ctx), ctx))

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.protocol import SegmentOut, VadResponse
-from harmonyspeech.api.uploads import read_audio
+from harmonyspeech.api.ratelimit import charge_audio_seconds
+from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.models.types import VadParams
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
@@ -22,7 +23,7 @@ Probability = Annotated[float | None, Form(gt=0, lt=1, allow_inf_nan=False)]
 Millis = Annotated[int | None, Form(ge=0, le=60_000)]
 
 
-@router.post("/v1/audio/vad", response_model=VadResponse)
+@router.post("/v1/audio/vad", response_model=VadResponse, openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def detect_speech(
     runtime: Annotated[EngineRuntime, Depends(get_runtime)],
     file: Annotated[UploadFile, File(description="Audio in any common format.")],
@@ -37,6 +38,7 @@ async def detect_speech(
     pipeline = runtime.catalog.select(model, produces="segments")
     limits = runtime.config.server.limits
     audio = await read_audio(file, limits, sample_rate=VAD_DECODE_RATE)
+    await charge_audio_seconds(audio.duration)
     params = VadParams(
         threshold=threshold,
         neg_threshold=neg_threshold,

@@ -16,7 +16,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from harmonyspeech.api.deps import get_runtime
-from harmonyspeech.api.uploads import read_audio
+from harmonyspeech.api.ratelimit import charge_audio_seconds
+from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.audio import Audio
 from harmonyspeech.errors import InternalError, NotFoundError, PayloadTooLargeError
 from harmonyspeech.models.types import ToneColor
@@ -67,7 +68,7 @@ Files = Annotated[list[UploadFile], File(description="One or more recordings of 
 
 
 # Shaped like OpenAI's custom-voice objects: {"id", "object": "voice", "name", "created_at"}.
-@router.post("/v1/audio/voices")
+@router.post("/v1/audio/voices", openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_voice(
     runtime: Runtime,
     file: Files,
@@ -123,7 +124,7 @@ async def delete_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
     return {"id": voice_id, "object": "voice.deleted", "deleted": True}
 
 
-@router.post("/v1/audio/embeddings")
+@router.post("/v1/audio/embeddings", openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_embedding(
     runtime: Runtime, file: Files, model: Annotated[str | None, Form()] = None
 ) -> dict[str, Any]:
@@ -153,6 +154,7 @@ async def _tone_color(
             f"{limits.max_audio_seconds:.0f} s",
             param="file",
         )
+    await charge_audio_seconds(sum(clip.duration for clip in clips))
     ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio)
     await runtime.runner.run(pipeline, ctx)
     if ctx.tone_color is None:
