@@ -27,6 +27,8 @@ CONFIG_ENV = "HARMONYSPEECH_CONFIG"
 APP_NAME = "harmonyspeech"
 """Name of the Serve application (``harmonyspeech serve``, generated Serve configs, batch jobs)."""
 INGRESS_NAME = "ingress"
+BACKPRESSURE_RETRY_S = 1.0
+"""``Retry-After`` of Serve's 503 when a deployment's ``max_queued_requests`` is full."""
 
 
 def model_deployment_name(model: str) -> str:
@@ -94,8 +96,15 @@ def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
                 "downscale_delay_s": scaling.downscale_delay_s,
             }
         }
+    queue: dict[str, Any] = {}
+    if options.max_queued_requests is not None:
+        queue = {
+            "max_queued_requests": options.max_queued_requests,
+            "backpressure_config": {"status_code": 503, "retry_after_s": BACKPRESSURE_RETRY_S},
+        }
     return {
         **replicas,
         "max_ongoing_requests": options.max_ongoing_requests,
+        **queue,
         "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
     }

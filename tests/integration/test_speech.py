@@ -203,6 +203,23 @@ async def test_a_disconnect_cancels_the_remaining_sentences(served, client) -> N
     assert synth_stats(client)["cancelled"] > before
 
 
+async def test_a_client_giving_up_on_a_buffered_response_cancels_its_work(served, client) -> None:
+    """Not streamed, the audio only leaves once all of it exists; a client that times out
+    before then must not leave its sentences queued."""
+    before = synth_stats(client)["cancelled"]
+    text = " ".join(f"Sentence {i} of a long reading, which keeps going." for i in range(75))
+    # At a quarter speed each sentence costs the synthesizer a batch of its own.
+    body = {"model": "tts-1", "voice": "alloy", "input": text, "speed": 0.25}
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=1.0) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("/v1/audio/speech", json=body)
+    for _ in range(40):
+        await asyncio.sleep(0.25)
+        if synth_stats(client)["cancelled"] > before:
+            break
+    assert synth_stats(client)["cancelled"] > before
+
+
 def test_voice_and_model_listings(client: httpx.Client) -> None:
     voices = client.get("/v1/audio/voices").json()["voices"]
     ids = {v["id"] for v in voices}

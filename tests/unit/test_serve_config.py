@@ -58,10 +58,20 @@ def test_deployments_carry_replicas_autoscaling_and_resources() -> None:
         "ray_actor_options": {"num_cpus": 2.0, "num_gpus": 0.5},
     }
     assert deployments["model-whisper"]["num_replicas"] == 1
+    assert "max_queued_requests" not in deployments["model-whisper"]
     assert deployments["ingress"]["max_ongoing_requests"] == 512
     assert app["runtime_env"] == {"env_vars": {"HF_HOME": "/models"}}
     assert app["import_path"] == "harmonyspeech.serve.app:build_app"
     assert document["http_options"] == {"host": "127.0.0.1", "port": 8000}
+
+
+def test_a_bounded_queue_answers_503_with_retry_after() -> None:
+    data = _data()
+    data["server"]["ingress"]["max_queued_requests"] = 300
+    ingress = build_serve_config(load_config(data))["applications"][0]["deployments"][0]
+    assert ingress["name"] == "ingress"
+    assert ingress["max_queued_requests"] == 300
+    assert ingress["backpressure_config"] == {"status_code": 503, "retry_after_s": 1.0}
 
 
 def test_the_inlined_engine_config_is_the_same_config() -> None:
