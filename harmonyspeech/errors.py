@@ -147,11 +147,17 @@ class DeadlineExceededError(HarmonySpeechError):
 
 
 class ModelLoadError(HarmonySpeechError):
-    """A model could not be loaded, so requests that need it cannot run (503)."""
+    """A model could not be loaded or its replica is gone, so requests that need it cannot run
+    (503). ``Retry-After`` asks for a retry a little later: models finish loading and Serve
+    replaces lost replicas."""
 
     status_code = 503
     error_type = "server_error"
     default_code = "model_unavailable"
+    retry_after_s: ClassVar[int] = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class PipelineStageError(HarmonySpeechError):

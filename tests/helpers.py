@@ -123,18 +123,23 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        terminate(process, grace_s=5)
 
     def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def terminate(process: subprocess.Popen, *, grace_s: float) -> None:
+    """SIGTERM ``process``, and SIGKILL it if it has not exited within ``grace_s`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -144,6 +149,11 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
         text = httpx.get(url, timeout=5).text
     except httpx.HTTPError:
         return []
+    return parse_samples(text)
+
+
+def parse_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """``(name, labels, value)`` of every sample in Prometheus text exposition."""
     return [
         (sample.name, dict(sample.labels), sample.value)
         for family in text_string_to_metric_families(text)

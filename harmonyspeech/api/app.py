@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -31,6 +33,15 @@ from harmonyspeech.pipelines.runtime import EngineRuntime
 logger = logging.getLogger(__name__)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # The rate limits' Redis connections close with the app (Serve runs this on shutdown).
+    limiter: RateLimiter | None = app.state.rate_limiter
+    if limiter is not None:
+        await limiter.aclose()
+
+
 def create_app(
     runtime: EngineRuntime,
     *,
@@ -50,6 +61,7 @@ def create_app(
         title="harmonyspeech",
         version=__version__,
         description="OpenAI-compatible speech engine with cross-request batching.",
+        lifespan=_lifespan,
     )
     app.state.runtime = runtime
     app.state.started_at = int(time.time())

@@ -18,6 +18,15 @@ _SLASHES = re.compile(r"/{2,}")
 API_KEY_STATE = "api_key_hash"
 """``scope["state"]`` entry holding the authenticated key's hash (rate limits count by it)."""
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+"""Methods counted by name in request metrics; any other is ``other`` (clients choose the
+method string, and a metric's label values must stay few)."""
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` is under the OpenAI-style API (``/v1``): what keys and rate limits
+    guard; health, readiness, metrics and ``/`` stay open."""
+    return path == "/v1" or path.startswith("/v1/")
 
 
 async def send_error(send: Send, error: HarmonySpeechError) -> None:
@@ -71,7 +80,8 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            record_request(self._endpoint(scope), scope["method"], status)
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            record_request(self._endpoint(scope), method, status)
 
     def _endpoint(self, scope: Scope) -> str:
         for route in self.routes:
@@ -153,7 +163,7 @@ class AuthMiddleware:
         return (
             self.verifier.enabled
             and scope["type"] == "http"
-            and scope["path"].startswith("/v1")
+            and is_api_path(scope["path"])
             and scope["method"] != "OPTIONS"
         )
 

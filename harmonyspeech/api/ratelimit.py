@@ -27,7 +27,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from harmonyspeech.api.middleware import API_KEY_STATE, send_error
+from harmonyspeech.api.middleware import API_KEY_STATE, is_api_path, send_error
 from harmonyspeech.config import KEY_HASH_PATTERN, RateLimitsConfig
 from harmonyspeech.errors import ConfigError, HarmonySpeechError, OverloadedError, RateLimitError
 
@@ -346,11 +346,6 @@ class Meter:
 _CURRENT: ContextVar[Meter | None] = ContextVar("harmonyspeech_rate_meter", default=None)
 
 
-def current_meter() -> Meter | None:
-    """The meter of the request being handled; None outside one or without limits."""
-    return _CURRENT.get()
-
-
 async def charge_audio_seconds(seconds: float) -> None:
     """Charge the current request's client for ``seconds`` of audio (decoded upload,
     synthesised speech). Does nothing without rate limits; never raises."""
@@ -393,8 +388,4 @@ class RateLimitMiddleware:
 
 def _limited(scope: Scope) -> bool:
     path = scope.get("path", "")
-    return (
-        scope["type"] == "http"
-        and (path == "/v1" or path.startswith("/v1/"))
-        and scope.get("method") != "OPTIONS"
-    )
+    return scope["type"] == "http" and is_api_path(path) and scope.get("method") != "OPTIONS"

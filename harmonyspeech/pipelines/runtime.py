@@ -22,6 +22,9 @@ from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import PipelineCatalog, PipelineSpec, build_catalog
 from harmonyspeech.pipelines.voices import VoiceStore, is_voice_id
 
+STATUS_TIMEOUT_S = 5.0
+"""How long ``/ready`` waits for a model instance's status before calling it unreachable."""
+
 
 class EngineRuntime:
     """Config, catalog and runner over one client per model instance."""
@@ -74,15 +77,24 @@ class EngineRuntime:
     async def model_statuses(self) -> dict[str, dict[str, Any]]:
         """Status document of every model instance, by name."""
         names = list(self.clients)
+        # Bounded: while a deployment has no replica (one died, its replacement is starting)
+        # a status call would wait for one, and /ready must answer now.
         results = await asyncio.gather(
-            *(self.clients[name].status() for name in names), return_exceptions=True
+            *(asyncio.wait_for(self.clients[n].status(), STATUS_TIMEOUT_S) for n in names),
+            return_exceptions=True,
         )
         return {
-            name: result
-            if isinstance(result, dict)
-            else {"state": "unreachable", "error": f"{type(result).__name__}: {result}"}
+            name: result if isinstance(result, dict) else _unreachable(result)
             for name, result in zip(names, results, strict=True)
         }
+
+
+def _unreachable(error: BaseException) -> dict[str, Any]:
+    if isinstance(error, TimeoutError):
+        reason = f"no answer within {STATUS_TIMEOUT_S:.0f} s"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    return {"state": "unreachable", "error": reason}
 
 
 class LocalEngine:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import math
+import random
 import time
 from typing import Any
 
@@ -13,25 +14,35 @@ from ray.serve import exceptions as serve_errors
 from ray.serve.handle import DeploymentHandle
 
 from harmonyspeech.engine.items import Priority
-from harmonyspeech.errors import HarmonySpeechError, ModelLoadError, OverloadedError
+from harmonyspeech.errors import (
+    DeadlineExceededError,
+    HarmonySpeechError,
+    ModelLoadError,
+    OverloadedError,
+)
 
 logger = logging.getLogger(__name__)
 
-REPLICA_LOST_GRACE_S = 30.0
-"""How long a work item keeps being sent again after the replica running it died: long enough
-for Serve to notice the death and start a replacement (seconds), short enough that a model that
-cannot come back answers 503 rather than holding requests until their deadline."""
-RETRY_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
-"""Pauses between those attempts (the last one repeats)."""
+REPLICA_LOST_ATTEMPTS = 3
+"""Most times one work item is sent: an item that keeps killing replicas (say, one that runs
+them out of memory) must not take down every replacement, nor its batch-mates, for long."""
+REPLICA_LOST_GRACE_S = 60.0
+"""How long, from the first replica loss, an item waits for a replacement to take it (Serve
+notices the death, starts a replica and loads its model); past it the answer is 503."""
+RETRY_BACKOFF_S = (0.5, 1.0)
+"""Pause before the second and third attempts, each scaled by a random 0.5-1 so the items of a
+crashed replica do not all land on its replacement at the same instant."""
 
 
 class ServeModelClient:
     """Calls a ``ModelServer`` deployment; Ray's errors come back as engine errors.
 
-    A work item whose replica dies under it (a crash, an OOM kill, a lost node) is sent again
-    for up to ``REPLICA_LOST_GRACE_S``: inference is a pure function of the item (its seed
-    travels with it), so the retry returns what the first attempt would have, and Serve routes
-    it to a live or a restarted replica. The caller's deadline still bounds it all.
+    A work item whose replica died under it (a crash, an OOM kill, a lost node) is sent again,
+    up to ``REPLICA_LOST_ATTEMPTS`` times and ``REPLICA_LOST_GRACE_S`` after the first loss:
+    inference is a pure function of the item (its seed travels with it), so the retry returns
+    what the first attempt would have, and Serve routes it to a live or a restarted replica.
+    Only a death the replica cannot come back from is retried (``ActorDiedError``): an
+    unreachable replica may still be running the item. The request's deadline bounds it all.
     """
 
     def __init__(self, name: str, handle: DeploymentHandle):
@@ -39,23 +50,40 @@ class ServeModelClient:
         self._handle = handle
 
     async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        give_up_at: float | None = None
-        for attempt in itertools.count():
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        clock = time.monotonic
+        deadline = math.inf if timeout_s is None else clock() + timeout_s
+        give_up_at = math.inf
+        attempt = 1
+        while True:
+            limit = min(deadline, give_up_at) - clock()
+            if limit <= 0:
+                raise self._gave_up(deadline, clock())
+            call = self._handle.infer.remote(payload, int(priority), _finite(deadline - clock()))
             try:
-                return await self._handle.infer.remote(payload, int(priority), remaining)
+                if math.isinf(limit):
+                    return await call
+                return await asyncio.wait_for(call, limit)
+            except TimeoutError:
+                raise self._gave_up(deadline, clock()) from None
             except Exception as exc:
-                give_up_at = give_up_at or time.monotonic() + REPLICA_LOST_GRACE_S
-                if not _replica_lost(exc) or time.monotonic() >= give_up_at:
+                if not _replica_lost(exc) or attempt == REPLICA_LOST_ATTEMPTS:
                     raise self._translate(exc) from exc
                 logger.warning(
-                    "model %r: replica lost (%s); sending the item again",
+                    "model %r: the replica running an item died; sending it again (attempt %d)",
                     self.name,
-                    type(exc).__name__,
+                    attempt + 1,
                 )
-            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
-        raise AssertionError("unreachable: attempts end by returning or raising")
+            give_up_at = min(give_up_at, clock() + REPLICA_LOST_GRACE_S)
+            await asyncio.sleep(RETRY_BACKOFF_S[attempt - 1] * random.uniform(0.5, 1.0))
+            attempt += 1
+
+    def _gave_up(self, deadline: float, now: float) -> HarmonySpeechError:
+        if now >= deadline:
+            return DeadlineExceededError(f"model {self.name!r}: deadline passed")
+        return ModelLoadError(
+            f"model {self.name!r} is unavailable: its replica died and no replacement took "
+            f"the work within {REPLICA_LOST_GRACE_S:.0f} s"
+        )
 
     async def status(self) -> dict[str, Any]:
         try:
@@ -77,9 +105,13 @@ class ServeModelClient:
         return exc
 
 
+def _finite(seconds: float) -> float | None:
+    return None if math.isinf(seconds) else max(0.0, seconds)
+
+
 def _replica_lost(exc: Exception) -> bool:
-    """Whether ``exc`` says the replica went away (rather than the item failing on it)."""
-    if isinstance(exc, ray_errors.RayActorError):
+    """Whether ``exc`` says the replica died (rather than the item failing on it)."""
+    if isinstance(exc, ray_errors.ActorDiedError):
         return True
     cause = getattr(exc, "cause", None)
-    return isinstance(exc, ray_errors.RayTaskError) and isinstance(cause, ray_errors.RayActorError)
+    return isinstance(exc, ray_errors.RayTaskError) and isinstance(cause, ray_errors.ActorDiedError)

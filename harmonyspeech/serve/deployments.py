@@ -7,7 +7,6 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
-from harmonyspeech import telemetry
 from harmonyspeech.api.app import create_app
 from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
@@ -16,6 +15,7 @@ from harmonyspeech.engine.worker import ModelWorker
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.serve.clients import ServeModelClient
+from harmonyspeech.serve.metrics import use_ray
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ModelServer:
 
     def __init__(self, model: ModelConfig):
         # Metrics go through Ray's metrics agent, tagged with this deployment and replica.
-        telemetry.use_ray()
+        use_ray()
         self.config = model
         self.worker = ModelWorker(create_adapter(model), model.batching, name=model.name)
         self.worker.start()
@@ -54,7 +54,7 @@ class Ingress:
     """The HTTP front: the FastAPI app over clients of every model deployment."""
 
     def __init__(self, config: EngineConfig, models: dict[str, DeploymentHandle]):
-        telemetry.use_ray()
+        use_ray()
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
 

@@ -1,7 +1,7 @@
 """Metrics: defined once (``catalog``), recorded through Prometheus or Ray (``core``).
 
 Usable from every layer (engine, pipelines, api, serve); it imports neither the engine nor Ray
-(Ray only when the serve layer selects the Ray backend).
+(the serve layer brings its Ray backend, ``harmonyspeech.serve.metrics``).
 """
 
 from harmonyspeech.telemetry.core import (
@@ -9,11 +9,9 @@ from harmonyspeech.telemetry.core import (
     Kind,
     MetricSpec,
     PrometheusBackend,
-    RayBackend,
     active,
     exposition,
     use,
-    use_ray,
 )
 
 __all__ = [
@@ -21,9 +19,7 @@ __all__ = [
     "Kind",
     "MetricSpec",
     "PrometheusBackend",
-    "RayBackend",
     "active",
     "exposition",
     "use",
-    "use_ray",
 ]

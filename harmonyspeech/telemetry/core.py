@@ -7,11 +7,9 @@ depends on the process-wide backend:
 - ``PrometheusBackend`` (the default): ``prometheus_client`` instruments in a registry, served
   as Prometheus text by ``GET /metrics`` of the process (in-process engine, tests, batch jobs
   without Ray).
-- ``RayBackend``: ``ray.serve.metrics`` instruments, exported by the node's Ray metrics agent
-  (with the ``ray_`` prefix and, inside Serve replicas, the ``deployment``, ``replica`` and
-  ``application`` tags). The serve layer selects it when a replica starts (``use_ray``).
-
-Ray is imported only when a ``RayBackend`` is created, never by importing this module.
+- ``harmonyspeech.serve.metrics.RayBackend``: ``ray.serve.metrics`` instruments, exported by
+  the node's Ray metrics agent. The serve layer selects it (``use``) when a replica starts, so
+  this package never imports Ray.
 Recording never fails a request: a backend error is logged (once per metric) and dropped.
 """
 
@@ -22,7 +20,6 @@ import itertools
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -108,7 +105,7 @@ class Backend(Protocol):
         ...
 
 
-class _Instruments:
+class Instruments:
     """Backend instruments made on first use, one per metric name (thread-safe)."""
 
     def __init__(self, make: Callable[[MetricSpec], Any]):
@@ -151,7 +148,7 @@ class PrometheusBackend:
 
         self._prom = prometheus_client
         self.registry = registry if registry is not None else prometheus_client.REGISTRY
-        self._instruments = _Instruments(self._make)
+        self._instruments = Instruments(self._make)
 
     def _make(self, spec: MetricSpec) -> Any:
         common = {"labelnames": spec.tags, "registry": self.registry}
@@ -178,90 +175,6 @@ class PrometheusBackend:
 
     def exposition(self) -> bytes:
         return bytes(self._prom.generate_latest(self.registry))
-
-
-RAY_EXPOSITION_NOTE = (
-    b"# harmonyspeech_* metrics of this process are exported by Ray's metrics agent, as\n"
-    b"# ray_harmonyspeech_*: scrape the metrics export port of every Ray node.\n"
-)
-
-
-class RayBackend:
-    """``ray.serve.metrics`` instruments: exported by the Ray node's metrics agent.
-
-    Inside a Serve replica each metric also carries the replica's ``deployment``, ``replica``
-    and ``application`` tags. ``exposition`` (the process's own ``GET /metrics``) then holds
-    only ``prometheus_client``'s process collectors, after a note saying where to scrape.
-
-    Ray's agent drops a gauge series that was not reported for two export intervals (20 s by
-    default), so a background thread reports the last value of every gauge series again every
-    ``gauge_refresh_s``: an idle model's queue depth stays visible (as 0).
-    """
-
-    name = "ray"
-
-    def __init__(self, *, gauge_refresh_s: float = 5.0) -> None:
-        import prometheus_client
-        from ray.serve import metrics as serve_metrics
-
-        self._prom = prometheus_client
-        self._serve_metrics = serve_metrics
-        self._instruments = _Instruments(self._make)
-        self._gauge_refresh_s = gauge_refresh_s
-        self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[MetricSpec, float]] = {}
-        self._gauges_lock = threading.Lock()
-        self._refresher: threading.Thread | None = None
-
-    def _make(self, spec: MetricSpec) -> Any:
-        m = self._serve_metrics
-        if spec.kind is Kind.COUNTER:
-            return m.Counter(spec.name, description=spec.description, tag_keys=spec.tags)
-        if spec.kind is Kind.GAUGE:
-            return m.Gauge(spec.name, description=spec.description, tag_keys=spec.tags)
-        return m.Histogram(
-            spec.name,
-            description=spec.description,
-            boundaries=list(spec.boundaries),
-            tag_keys=spec.tags,
-        )
-
-    def record(self, spec: MetricSpec, value: float, tags: Mapping[str, str]) -> None:
-        if spec.kind is Kind.COUNTER and value <= 0:
-            return  # Ray refuses non-positive increments
-
-        def write(instrument: Any) -> None:
-            # ray.serve.metrics adds its context tags to the dict it is given: pass a copy.
-            if spec.kind is Kind.COUNTER:
-                instrument.inc(value, tags=dict(tags))
-            elif spec.kind is Kind.GAUGE:
-                instrument.set(value, tags=dict(tags))
-            else:
-                instrument.observe(value, tags=dict(tags))
-
-        if spec.kind is not Kind.GAUGE:
-            self._instruments.guarded(spec, write)
-            return
-        # Under the lock, so that a refresh never reports a value older than this one.
-        with self._gauges_lock:
-            self._instruments.guarded(spec, write)
-            self._gauges[(spec.name, tuple(sorted(tags.items())))] = (spec, value)
-            if self._refresher is None:
-                self._refresher = threading.Thread(
-                    target=self._refresh, name="metrics-gauge-refresh", daemon=True
-                )
-                self._refresher.start()
-
-    def _refresh(self) -> None:
-        while True:
-            time.sleep(self._gauge_refresh_s)
-            with self._gauges_lock:
-                for (_, tags), (spec, value) in self._gauges.items():
-                    self._instruments.guarded(
-                        spec, lambda gauge, v=value, t=tags: gauge.set(v, tags=dict(t))
-                    )
-
-    def exposition(self) -> bytes:
-        return RAY_EXPOSITION_NOTE + bytes(self._prom.generate_latest(self._prom.REGISTRY))
 
 
 _lock = threading.Lock()
@@ -291,13 +204,6 @@ def use(backend: Backend | None) -> Backend | None:
     with _lock:
         previous, _active = _active, backend
     return previous
-
-
-def use_ray() -> None:
-    """Record through Ray from now on (called by the serve layer as a replica starts);
-    keeps an already selected Ray backend."""
-    if active().name != RayBackend.name:
-        use(RayBackend())
 
 
 def exposition() -> bytes:

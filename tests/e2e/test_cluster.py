@@ -19,7 +19,7 @@ import pytest
 
 from harmonyspeech.audio import decode_audio
 from tests.conftest import TinyWeights, served_config_data, write_config
-from tests.helpers import answers, free_port, wait_until
+from tests.helpers import answers, free_port, terminate, wait_until
 
 BIN = Path(sys.executable).parent
 VOICES = ("alloy", "echo", "nova")
@@ -80,12 +80,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         wait_until(_responds(f"{dashboard}/api/version"), timeout=120, what="the Ray dashboard")
         yield Cluster(dashboard, env, free_port())
     finally:
-        head.terminate()
-        try:
-            head.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait(timeout=30)
+        terminate(head, grace_s=90)
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
 

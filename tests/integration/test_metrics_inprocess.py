@@ -12,7 +12,6 @@ import httpx
 import openai
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from harmonyspeech import telemetry
 from harmonyspeech.api.app import create_app
@@ -21,6 +20,7 @@ from harmonyspeech.pipelines.runtime import LocalEngine
 from harmonyspeech.telemetry import PrometheusBackend
 from harmonyspeech.text import split_sentences_latin
 from tests.conftest import TinyWeights, served_config_data
+from tests.helpers import parse_samples
 from tests.unit.vad_clips import clip, clip_bytes
 
 TEXT = " ".join(
@@ -55,9 +55,8 @@ async def scrape(http: httpx.AsyncClient) -> Samples:
     response = await http.get("/metrics")
     assert response.status_code == 200
     return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
+        (name, frozenset(labels.items())): value
+        for name, labels, value in parse_samples(response.text)
     }
 
 

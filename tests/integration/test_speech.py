@@ -210,7 +210,7 @@ async def test_a_client_giving_up_on_a_buffered_response_cancels_its_work(served
     text = " ".join(f"Sentence {i} of a long reading, which keeps going." for i in range(75))
     # At a quarter speed each sentence costs the synthesizer a batch of its own.
     body = {"model": "tts-1", "voice": "alloy", "input": text, "speed": 0.25}
-    async with httpx.AsyncClient(base_url=served.base_url, timeout=1.0) as http:
+    async with httpx.AsyncClient(base_url=served.base_url, timeout=0.75) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post("/v1/audio/speech", json=body)
     for _ in range(40):

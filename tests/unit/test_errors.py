@@ -50,3 +50,4 @@ def test_stage_error_names_the_stage() -> None:
 def test_overload_and_auth_headers() -> None:
     assert errors.OverloadedError("x", retry_after_s=2.6).headers() == {"Retry-After": "3"}
     assert errors.AuthenticationError("x").headers() == {"WWW-Authenticate": "Bearer"}
+    assert errors.ModelLoadError("x").headers() == {"Retry-After": "5"}

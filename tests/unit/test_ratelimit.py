@@ -47,7 +47,8 @@ class Harness:
 
     def retry_bounds(self, expected: float) -> tuple[float, float]:
         """Where a Retry-After computed as ``expected`` at the last call may lie now."""
-        return (expected, expected) if self.exact else (expected - 0.3, expected)
+        # Redis's clock runs on between the calls (slowly on a loaded machine).
+        return (expected, expected) if self.exact else (expected - 1.0, expected)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -97,21 +98,21 @@ async def test_per_minute_retry_after(harness: Harness) -> None:
 
 
 async def test_tokens_come_back_continuously(harness: Harness) -> None:
-    requests = Bucket(2, window_s=1.0)  # two tokens per second
+    requests = Bucket(2, window_s=4.0)  # a token every 2 s
     assert (await harness.store.admit("a", requests, None)).allowed
     assert (await harness.store.admit("a", requests, None)).allowed
     refused = await harness.store.admit("a", requests, None)
-    assert not refused.allowed and within(refused.retry_after_s, harness.retry_bounds(0.5))
+    assert not refused.allowed and within(refused.retry_after_s, harness.retry_bounds(2.0))
     await harness.advance(refused.retry_after_s + 0.05)
     assert (await harness.store.admit("a", requests, None)).allowed
     again = await harness.store.admit("a", requests, None)
-    assert not again.allowed and again.retry_after_s < 0.5
+    assert not again.allowed and again.retry_after_s < 2.0
 
 
 async def test_refill_stops_at_capacity(harness: Harness) -> None:
-    requests = Bucket(2, window_s=0.2)
+    requests = Bucket(2, window_s=2.0)  # a token a second
     assert (await harness.store.admit("a", requests, None)).allowed
-    await harness.advance(0.5)  # long enough to refill several times over
+    await harness.advance(2.5)  # long enough to refill more than once over
     assert (await harness.store.admit("a", requests, None)).allowed
     assert (await harness.store.admit("a", requests, None)).allowed
     assert not (await harness.store.admit("a", requests, None)).allowed
@@ -137,11 +138,11 @@ async def test_large_audio_charge_per_minute(harness: Harness) -> None:
 
 
 async def test_refusals_take_no_request_token(harness: Harness) -> None:
-    requests, audio = Bucket(2, window_s=600.0), Bucket(1, window_s=1.0)
-    await harness.store.charge("a", audio, 1.5)
+    requests, audio = Bucket(2, window_s=600.0), Bucket(4, window_s=8.0)
+    await harness.store.charge("a", audio, 5.0)  # balance -1: 2 s to get back above zero
     for _ in range(5):
         assert not (await harness.store.admit("a", requests, audio)).allowed
-    await harness.advance(0.6)
+    await harness.advance(2.3)
     assert (await harness.store.admit("a", requests, audio)).allowed
     assert (await harness.store.admit("a", requests, audio)).allowed
     third = await harness.store.admit("a", requests, audio)
@@ -264,7 +265,7 @@ async def test_unreachable_redis_fails_fast(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(BackendUnavailable):
         await store.admit("a", Bucket(5), None)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # bounded by the timeout, not a TCP stall
     await store.aclose()
 
 
