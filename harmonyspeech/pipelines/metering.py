@@ -2,20 +2,24 @@
 
 Stage latency, per run of a stage; for speech, the time to first audio, the audio seconds handed
 out and the real-time factor; for uploads, the audio seconds processed and their real-time
-factor. Times are measured from ``PipelineContext.started``; the real-time factor uses the time
-the last piece of work finished, so a slow reader of a stream does not inflate it.
+factor. Times are measured from ``PipelineContext.started``; the real-time factors and the
+latency of a streaming stage count the time work took, not the time a slow reader of a stream
+kept it waiting.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.telemetry import catalog as metrics
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -25,6 +29,24 @@ def timed(pipeline: PipelineSpec, spec: StageSpec) -> Iterator[None]:
     yield
     seconds = time.perf_counter() - started
     metrics.STAGE_LATENCY.record(seconds, pipeline=pipeline.name, stage=spec.kind)
+
+
+async def timed_stream(
+    pipeline: PipelineSpec, spec: StageSpec, ctx: PipelineContext, parts: AsyncIterator[T]
+) -> AsyncIterator[T]:
+    """Pass a streaming stage's parts through, recording its latency and, at the end, the
+    upload's real-time factor, from the time spent producing the parts: the time the consumer
+    takes between parts (a slow client reading a stream) does not count."""
+    waited = time.monotonic() - ctx.started
+    busy = 0.0
+    mark = time.perf_counter()
+    async for part in parts:
+        busy += time.perf_counter() - mark
+        yield part
+        mark = time.perf_counter()
+    busy += time.perf_counter() - mark
+    metrics.STAGE_LATENCY.record(busy, pipeline=pipeline.name, stage=spec.kind)
+    input_processed(pipeline, ctx, elapsed_s=waited + busy)
 
 
 class SpeechMeter:
@@ -61,12 +83,20 @@ class SpeechMeter:
         metrics.REAL_TIME_FACTOR.record(rtf, pipeline=self._pipeline, audio="output")
 
 
-def input_processed(pipeline: PipelineSpec, ctx: PipelineContext) -> None:
-    """A pipeline over uploaded audio finished: record its seconds and real-time factor."""
+def input_processed(
+    pipeline: PipelineSpec, ctx: PipelineContext, *, elapsed_s: float | None = None
+) -> None:
+    """A pipeline over uploaded audio finished: record its seconds and real-time factor.
+
+    Args:
+        elapsed_s: Processing time of the request; None: the time since it started.
+    """
     if ctx.audio is None:
         return
     seconds = ctx.audio.duration
     metrics.AUDIO_INPUT_SECONDS.record(seconds, pipeline=pipeline.name)
     if seconds > 0:
-        rtf = (time.monotonic() - ctx.started) / seconds
+        if elapsed_s is None:
+            elapsed_s = time.monotonic() - ctx.started
+        rtf = elapsed_s / seconds
         metrics.REAL_TIME_FACTOR.record(rtf, pipeline=pipeline.name, audio="input")

@@ -16,7 +16,7 @@ from harmonyspeech.errors import (
     PipelineStageError,
 )
 from harmonyspeech.pipelines.context import PipelineContext
-from harmonyspeech.pipelines.metering import SpeechMeter, input_processed, timed
+from harmonyspeech.pipelines.metering import SpeechMeter, input_processed, timed, timed_stream
 from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.stages import STAGES, ItemSource, StreamingStage
@@ -67,10 +67,10 @@ class PipelineRunner:
         stage = STAGES[last.kind]
         if not isinstance(stage, StreamingStage):
             raise InternalError(f"stage {last.kind!r} cannot stream")
-        with _reported(pipeline, last), timed(pipeline, last):
-            async for part in stage.stream(last, ctx, self._clients[last.model]):
+        parts = stage.stream(last, ctx, self._clients[last.model])
+        with _reported(pipeline, last):
+            async for part in timed_stream(pipeline, last, ctx, parts):
                 yield part
-        input_processed(pipeline, ctx)
 
     async def _stream_items(
         self, pipeline: PipelineSpec, ctx: PipelineContext, source: int

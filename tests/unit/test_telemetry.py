@@ -3,10 +3,12 @@ worker and the error handlers record through it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
@@ -14,11 +16,15 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from harmonyspeech import telemetry
 from harmonyspeech.api.errors import install_error_handlers
+from harmonyspeech.audio import Audio
 from harmonyspeech.config import BatchingPolicy, SileroVadModelConfig
 from harmonyspeech.engine.worker import ModelWorker
 from harmonyspeech.errors import DeadlineExceededError, NotFoundError
 from harmonyspeech.models.silero_vad import SileroVadAdapter
 from harmonyspeech.models.types import VadRequest
+from harmonyspeech.pipelines.context import PipelineContext
+from harmonyspeech.pipelines.metering import timed_stream
+from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
 from harmonyspeech.telemetry import Kind, MetricSpec, PrometheusBackend
 from harmonyspeech.telemetry import catalog as metrics
 from tests.unit.vad_clips import clip
@@ -198,3 +204,30 @@ async def test_errors_are_counted_once_by_type_code_and_status(
     assert count("invalid_request_error", "not_found", "404") == 1.0
     assert count("server_error", "deadline_exceeded", "504") == 1.0
     assert count("server_error", "internal_error", "500") is None
+
+
+async def test_a_slow_reader_of_a_stream_does_not_count_as_stage_time(
+    registry: CollectorRegistry,
+) -> None:
+    stage = StageSpec(kind="transcribe", model="whisper")
+    pipeline = PipelineSpec("stt", (), "", (stage,), produces="transcript")
+    ctx = PipelineContext.with_timeout(None, audio=Audio(np.zeros(16000 * 4, np.float32), 16000))
+
+    async def parts() -> AsyncIterator[int]:
+        for part in range(3):
+            await asyncio.sleep(0.01)  # the stage's own work
+            yield part
+
+    received = []
+    async for part in timed_stream(pipeline, stage, ctx, parts()):
+        received.append(part)
+        await asyncio.sleep(0.3)  # the client reads slowly
+
+    value = registry.get_sample_value
+    labels = {"pipeline": "stt", "stage": "transcribe"}
+    assert received == [0, 1, 2]
+    assert value("harmonyspeech_stage_latency_seconds_count", labels) == 1.0
+    assert 0.03 <= value("harmonyspeech_stage_latency_seconds_sum", labels) < 0.3
+    assert value("harmonyspeech_audio_input_seconds_total", {"pipeline": "stt"}) == 4.0
+    rtf = {"pipeline": "stt", "audio": "input"}
+    assert value("harmonyspeech_real_time_factor_sum", rtf) < 0.3 / 4
