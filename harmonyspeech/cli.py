@@ -132,7 +132,7 @@ def _build_serve_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding
+    from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_resolved_keys
 
     config = load_checked_config(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
         data = config.model_dump()
         data["server"].update(overrides)
         config = load_config(data)
+    config = with_resolved_keys(config)  # the keys file is read here, once
     auth = config.server.auth
     ensure_safe_binding(
         config.server.host,

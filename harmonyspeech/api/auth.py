@@ -203,7 +203,9 @@ def ensure_safe_binding(host: str, verifier: ApiKeyVerifier, *, allow_insecure: 
     )
 
 
-def with_env_keys(config: EngineConfig, environ: Mapping[str, str] | None = None) -> EngineConfig:
+def with_resolved_keys(
+    config: EngineConfig, environ: Mapping[str, str] | None = None
+) -> EngineConfig:
     """The config with keys from the environment and the keys file folded in as hashes (and
     the file's labels), and ``api_keys_file`` cleared.
 

@@ -16,7 +16,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_env_keys
+from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_resolved_keys
 from harmonyspeech.config import DeploymentOptions, EngineConfig, load_config
 from harmonyspeech.pipelines.spec import build_catalog
 from harmonyspeech.serve.deployments import Ingress, ModelServer
@@ -51,6 +51,8 @@ def build_app(args: dict[str, Any]) -> Application:
             raise ValueError(f"pass args.config_path, args.config or set {CONFIG_ENV}")
         config = load_config(path)
     # `harmonyspeech serve` checks this before starting Ray; `serve deploy` comes through here.
+    # Keys are resolved first (the keys file read once), then checked, then deployed.
+    config = with_resolved_keys(config)
     auth = config.server.auth
     ensure_safe_binding(
         config.server.host,
@@ -63,7 +65,7 @@ def build_app(args: dict[str, Any]) -> Application:
 def build_application(config: EngineConfig) -> Application:
     """One deployment per model instance plus the ingress, bound together."""
     build_catalog(config)  # fail before anything is deployed if a stage is invalid
-    config = with_env_keys(config)
+    config = with_resolved_keys(config)
     models = {
         m.name: serve.deployment(
             ModelServer, name=model_deployment_name(m.name), **deployment_options(m.deployment)

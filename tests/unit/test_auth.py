@@ -14,7 +14,7 @@ from harmonyspeech.api.auth import (
     is_loopback,
     parse_keys_file,
     read_keys_file,
-    with_env_keys,
+    with_resolved_keys,
 )
 from harmonyspeech.cli import main
 from harmonyspeech.config import AuthConfig, load_config
@@ -142,7 +142,7 @@ def test_keys_are_folded_into_the_config_once(tmp_path: Path) -> None:
     path = keys_file(tmp_path, f"{HASH_A} alpha\n")
     data = load_config(ROOT / "configs" / "test.yaml").model_dump()
     data["server"]["auth"]["api_keys_file"] = str(path)
-    folded = with_env_keys(load_config(data), {"HARMONYSPEECH_API_KEYS": "sk-env"})
+    folded = with_resolved_keys(load_config(data), {"HARMONYSPEECH_API_KEYS": "sk-env"})
     auth = folded.server.auth
     assert auth.api_keys_file is None  # replicas elsewhere need no copy of the file
     assert auth.api_key_hashes == [HASH_A, hash_key("sk-env")]
