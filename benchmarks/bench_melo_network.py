@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from benchmarks.harness import BenchResult
+from harmonyspeech.models.allocator import retain_freed_memory
 from harmonyspeech.models.melo import MeloSynthesizer, SynthesisItem, build_melo_checkpoint
 from harmonyspeech.models.melo.checkpoint import (
     CHECKPOINT_FILE,
@@ -108,7 +109,7 @@ def _length_groups(items: Sequence[SynthesisItem], size: int) -> list[list[Synth
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def upstream_runner(checkpoint: Path, *, autograd: bool) -> Synthesize | None:
+def upstream_runner(checkpoint: Path, *, autograd: bool, device: str = "cpu") -> Synthesize | None:
     """Upstream ``SynthesizerTrn.infer`` item by item, as ``TTS.tts_to_file`` calls it."""
     from tests.unit.melo.fetch_reference import (
         DEFAULT_DEST,
@@ -119,20 +120,20 @@ def upstream_runner(checkpoint: Path, *, autograd: bool) -> Synthesize | None:
 
     if not is_fetched(DEFAULT_DEST):
         return None
-    network = reference_network(checkpoint)
+    network = reference_network(checkpoint).to(device)
 
     def synthesize(items: Sequence[SynthesisItem]) -> list[np.ndarray]:
         with torch.set_grad_enabled(autograd):
-            return [reference_infer(network, item) for item in items]
+            return [reference_infer(network, item, device) for item in items]
 
     return synthesize
 
 
-def unoptimised_runner(checkpoint: Path) -> Synthesize:
+def unoptimised_runner(checkpoint: Path, device: str = "cpu") -> Synthesize:
     """Our network as loaded, unprepared: weight norm unfolded, default layout, autograd on."""
     hparams = load_hparams(checkpoint)
     network = network_from_state_dict(hparams, read_state_dict(checkpoint / CHECKPOINT_FILE))
-    network.eval()
+    network.to(device).eval()
     collate = MeloSynthesizer(network, hparams, decoder_batch_size=1)._collate
 
     def synthesize(items: Sequence[SynthesisItem]) -> list[np.ndarray]:
@@ -140,45 +141,92 @@ def unoptimised_runner(checkpoint: Path) -> Synthesize:
         for item in items:
             result = network.infer(collate([item]), PerItemNoise([item.seed]))
             frames = int(result.frames[0])
-            out.append(result.audio[0, : frames * HOP].detach().numpy())
+            out.append(result.audio[0, : frames * HOP].detach().cpu().numpy())
         return out
 
     return synthesize
 
 
 def run(quick: bool = False) -> BenchResult:
-    """Run the benchmark; ``quick`` uses 4 items and skips the autograd and batch-16 rows."""
+    """Run the benchmark; ``quick`` uses 4 items and skips the autograd and batch-16 rows.
+
+    ``HARMONYSPEECH_BENCH_DEVICE=cuda`` runs the GPU rows instead (see :func:`_gpu_rows`).
+    """
     threads = int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
+    device = os.environ.get("HARMONYSPEECH_BENCH_DEVICE", "cpu")
     torch.set_num_threads(threads)
+    retain_freed_memory()  # as the MeloTTS worker does; every row runs under it
     items = corpus(TOKENS_QUICK if quick else TOKENS_FULL)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = build_melo_checkpoint(Path(tmp), size="real", seed=0)
-        rows, outputs = _baselines(checkpoint, items, quick)
-        synth = MeloSynthesizer.from_checkpoint_dir(checkpoint)
-        for batch in (1, 4) if quick else (1, 4, 16):
-            name = "ours, batch-1 loop" if batch == 1 else "ours, batched"
-            row, audio = measure(name, synth.synthesize, items, batch)
-            rows.append(row)
-            outputs[f"ours-{batch}"] = audio
-        if not quick:
-            # On CPU the default decodes items one by one; this row shows why.
-            masked = MeloSynthesizer.from_checkpoint_dir(checkpoint, decoder_batch_size=None)
-            row, outputs["ours-masked"] = measure(
-                "ours, batched, whole-batch masked decoder", masked.synthesize, items, 4
-            )
-            rows.append(row)
-            many = [
-                dataclasses.replace(item, seed=item.seed + 100 * copy)
-                for copy in range(4)
-                for item in items
-            ]
-            rows.append(measure("ours, batched", synth.synthesize, many, 64)[0])
-    return _result(rows, outputs, threads, quick)
+        if device == "cpu":
+            rows, outputs = _cpu_rows(checkpoint, items, quick)
+        else:
+            rows, outputs = _gpu_rows(checkpoint, items, quick, device)
+    result = _result(rows, outputs, threads, quick)
+    if device != "cpu":
+        result.name = f"melo_network_{torch.device(device).type}"
+        result.summary["device"] = torch.cuda.get_device_name(device)
+    return result
 
 
-def _baselines(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[str, list]]:
+def _cpu_rows(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[str, list]]:
+    rows, outputs = _baselines(checkpoint, items, quick)
+    synth = MeloSynthesizer.from_checkpoint_dir(checkpoint)
+    for batch in (1, 4) if quick else (1, 4, 16):
+        name = "ours, batch-1 loop" if batch == 1 else "ours, batched"
+        row, audio = measure(name, synth.synthesize, items, batch)
+        rows.append(row)
+        outputs[f"ours-{batch}"] = audio
+    if not quick:
+        # On CPU the default decodes items one by one; this row shows why.
+        masked = MeloSynthesizer.from_checkpoint_dir(checkpoint, decoder_batch_size=None)
+        row, outputs["ours-masked"] = measure(
+            "ours, batched, whole-batch masked decoder", masked.synthesize, items, 4
+        )
+        rows.append(row)
+        rows.append(measure("ours, batched", synth.synthesize, _copies(items, 4), 64)[0])
+    return rows, outputs
+
+
+def _gpu_rows(
+    checkpoint: Path, items, quick: bool, device: str
+) -> tuple[list[dict], dict[str, list]]:
+    """Upstream and ours item by item, then ours batched up to 256 items (the corpus copied
+    with other seeds) in float32, and in bfloat16/float16 at the largest batch."""
+    rows, outputs = _baselines(checkpoint, items, quick=True, device=device)
+    synth = MeloSynthesizer.from_checkpoint_dir(checkpoint, device=device)
+    row, outputs["ours-1"] = measure("ours, batch-1 loop", synth.synthesize, items, 1)
+    rows.append(row)
+    for batch in (16, 64) if quick else (16, 64, 256):
+        row, audio = measure("ours, batched", synth.synthesize, _copies(items, batch), batch)
+        rows.append(row)
+        outputs[f"ours-{batch}"] = audio[: len(items)]
+    for dtype in ("bfloat16", "float16"):
+        half = MeloSynthesizer.from_checkpoint_dir(checkpoint, device=device, dtype=dtype)
+        row, audio = measure(
+            f"ours, batched, {dtype}", half.synthesize, _copies(items, batch), batch
+        )
+        row["max_abs_diff_vs_float32"] = _max_diff(audio[: len(items)], outputs["ours-1"])
+        rows.append(row)
+    return rows, outputs
+
+
+def _copies(items: Sequence[SynthesisItem], at_least: int) -> list[SynthesisItem]:
+    """The corpus repeated (other seeds) until it holds ``at_least`` items."""
+    copies = -(-at_least // len(items))
+    return [
+        dataclasses.replace(item, seed=item.seed + 100 * copy)
+        for copy in range(copies)
+        for item in items
+    ]
+
+
+def _baselines(
+    checkpoint: Path, items, quick: bool, device: str = "cpu"
+) -> tuple[list[dict], dict[str, list]]:
     rows, outputs = [], {}
-    upstream = upstream_runner(checkpoint, autograd=False)
+    upstream = upstream_runner(checkpoint, autograd=False, device=device)
     if upstream is not None:
         row, outputs["baseline"] = measure("upstream SynthesizerTrn, no_grad", upstream, items, 1)
         rows.append(row)
@@ -187,7 +235,8 @@ def _baselines(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[s
             rows.append(measure("upstream SynthesizerTrn, autograd", with_grad, items, 1)[0])
     else:
         name = "ours unoptimised (unfolded WN, autograd)"
-        row, outputs["baseline"] = measure(name, unoptimised_runner(checkpoint), items, 1)
+        runner = unoptimised_runner(checkpoint, device)
+        row, outputs["baseline"] = measure(name, runner, items, 1)
         rows.append(row)
     return rows, outputs
 
@@ -196,12 +245,19 @@ def _result(rows: list[dict], outputs: dict[str, list], threads: int, quick: boo
     baseline = rows[0]["x_realtime"]
     for row in rows:
         row["speedup"] = row["x_realtime"] / baseline
-    ours = [row for row in rows if row["variant"].startswith("ours")]
+    # Half-precision rows (GPU only) round differently, so they are reported on their own.
+    ours = [
+        row for row in rows if row["variant"].startswith("ours") and "float" not in row["variant"]
+    ]
+    half = [row for row in rows if "float" in row["variant"]]
     single = outputs["ours-1"]
     summary = {
         "baseline": rows[0]["variant"],
         "threads": threads,
+        "best_x_realtime": max(row["x_realtime"] for row in ours),
         "best_speedup_vs_baseline": max(row["speedup"] for row in ours),
+        "best_speedup_vs_our_batch1": max(row["x_realtime"] for row in ours)
+        / ours[0]["x_realtime"],
         "batch1_speedup_vs_baseline": ours[0]["speedup"],
         "max_abs_diff_vs_baseline": _max_diff(single, outputs["baseline"]),
         "max_abs_diff_batched_vs_batch1": max(
@@ -209,6 +265,9 @@ def _result(rows: list[dict], outputs: dict[str, list], threads: int, quick: boo
         ),
         "quick": quick,
     }
+    if half:
+        summary["best_half_precision_x_realtime"] = max(row["x_realtime"] for row in half)
+        summary["best_half_precision_speedup_vs_baseline"] = max(row["speedup"] for row in half)
     for row in rows:
         if row["variant"].endswith("autograd"):
             best = max(r["x_realtime"] for r in ours)

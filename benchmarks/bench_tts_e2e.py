@@ -32,6 +32,7 @@ import torch
 
 from benchmarks.bench_frontend import SENTENCES, _tokenizer
 from benchmarks.harness import BenchResult
+from harmonyspeech.models.allocator import retain_freed_memory
 from harmonyspeech.models.melo import MeloSynthesizer, SynthesisItem, build_melo_checkpoint
 from harmonyspeech.models.melotts import FRONTEND_WARM_UP
 from harmonyspeech.text import EnglishFrontend, symbol_table, to_sequence
@@ -142,6 +143,7 @@ def run(quick: bool = False) -> BenchResult:
     """``quick`` uses 4 sentences and skips the BERT-off rows."""
     threads = int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
+    retain_freed_memory()  # as the MeloTTS worker does
     sentences = SENTENCES[:4] if quick else SENTENCES
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         parts = build(Path(tmp))

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from harmonyspeech.audio import Audio
 from harmonyspeech.config import MeloTTSModelConfig
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError
+from harmonyspeech.models.allocator import retain_freed_memory
 from harmonyspeech.models.base import (
     ModelAdapter,
     resolve_num_threads,
@@ -62,6 +63,8 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         except InvalidRequestError as exc:
             raise ModelLoadError(f"MeloTTS {options.language}: {exc.message}") from exc
         set_torch_threads(resolve_num_threads(self.config))
+        if torch_device(self.config.device) == "cpu":
+            retain_freed_memory()
         self._synth = self._load_synthesizer()
         tokenizer = self._load_bert()
         self._frontend = EnglishFrontend(

@@ -18,6 +18,7 @@ from harmonyspeech.audio import Audio
 from harmonyspeech.audio.resample import resample
 from harmonyspeech.config import OpenVoiceModelConfig
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
+from harmonyspeech.models.allocator import retain_freed_memory
 from harmonyspeech.models.base import (
     ModelAdapter,
     resolve_num_threads,
@@ -45,6 +46,8 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
 
     def load(self) -> None:
         set_torch_threads(resolve_num_threads(self.config))
+        if torch_device(self.config.device) == "cpu":
+            retain_freed_memory()
         from harmonyspeech.models.weights import WeightsNotFoundError, resolve_weights
 
         speakers = self.config.options.base_speakers

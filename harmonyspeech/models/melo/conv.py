@@ -9,7 +9,8 @@ of dim 0. :class:`Conv` keeps exactly those parameter names so the raw state dic
 The decoder runs its convolutions as 2-D convolutions over ``[B, C, 1, T]`` tensors in
 channels-last memory format: oneDNN convolves that layout about 1.5x faster on CPU than the
 default ``[B, C, T]`` one (measured in ``benchmarks/bench_melo_network.py``). :class:`Conv`
-accepts both layouts; :meth:`Conv.use_channels_last` stores its weight in the matching format.
+accepts both layouts; :meth:`Conv.use_channels_last` stores its weight in the matching format,
+and :meth:`Conv.use_spectral` runs wide kernels through the FFT (see ``spectral.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from harmonyspeech.models.melo.spectral import BLOCK, SpectralKernel, correlate, spectral_kernel
 
 
 def weight_norm_weight(weight_v: Tensor, weight_g: Tensor) -> Tensor:
@@ -81,6 +84,7 @@ class Conv(nn.Module):
         else:
             self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.spectral: SpectralKernel | None = None
 
     @property
     def has_weight_norm(self) -> bool:
@@ -109,6 +113,22 @@ class Conv(nn.Module):
         weight = weight.contiguous(memory_format=torch.channels_last)
         self.weight = nn.Parameter(weight, requires_grad=False)
 
+    @torch.no_grad()
+    def use_spectral(self, block: int = BLOCK) -> None:
+        """Convolve channels-last float32 inputs through the FFT from now on.
+
+        Takes a snapshot of the folded weight on its device: call it last, after moving the
+        module. Only for stride-1, ungrouped, non-transposed convolutions with "same" padding.
+        """
+        if self.transposed or self.stride != 1 or self.groups != 1:
+            raise ValueError("only stride-1 ungrouped convolutions run through the FFT")
+        if self.has_weight_norm:
+            raise RuntimeError("fold the weight norm before transforming the weight")
+        weight = self.weight.reshape(self.weight.shape[0], self.weight.shape[1], -1)
+        if 2 * self.padding != self.dilation * (weight.shape[-1] - 1):
+            raise ValueError("only 'same'-padded convolutions run through the FFT")
+        self.spectral = spectral_kernel(weight, self.bias, self.dilation, block)
+
     def forward(self, x: Tensor) -> Tensor:
         """Convolve ``[B, C, T]`` or ``[B, C, 1, T]`` (channels-last) inputs."""
         weight = self.effective_weight()
@@ -123,6 +143,10 @@ class Conv(nn.Module):
         return F.conv1d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _forward_2d(self, x: Tensor, weight: Tensor) -> Tensor:
+        if self.spectral is not None and x.dtype == torch.float32:
+            batch, channels, _, length = x.shape
+            out = correlate(x.permute(0, 2, 3, 1).reshape(batch, length, channels), self.spectral)
+            return out.view(batch, 1, length, -1).permute(0, 3, 1, 2)
         stride, padding, dilation = (1, self.stride), (0, self.padding), (1, self.dilation)
         if self.transposed:
             return F.conv_transpose2d(
@@ -133,6 +157,7 @@ class Conv(nn.Module):
     def extra_repr(self) -> str:
         kind = "transposed, " if self.transposed else ""
         norm = ", weight_norm" if self.has_weight_norm else ""
+        norm += ", spectral" if self.spectral is not None else ""
         shape = tuple(self.effective_weight().shape)
         return f"{kind}weight={shape}, stride={self.stride}, dilation={self.dilation}{norm}"
 

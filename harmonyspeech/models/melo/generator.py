@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harmonyspeech.models.melo.conv import Conv
+from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
 
 LRELU_SLOPE = 0.1
 # Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.
@@ -45,6 +46,12 @@ class ResBlock1(nn.Module):
             y = _masked_(F.leaky_relu_(y, LRELU_SLOPE), mask)
             x = conv2(y).add_(x)
         return _masked_(x, mask)
+
+
+def _worth_spectral(conv: Conv, min_work: int) -> bool:
+    in_channels, taps = conv.weight.shape[1], conv.weight.shape[-1]
+    fits = 2 * (taps - 1) < BLOCK
+    return conv.weight.dtype == torch.float32 and fits and in_channels * taps >= min_work
 
 
 def _resblock_conv(channels: int, kernel_size: int, dilation: int) -> Conv:
@@ -112,6 +119,27 @@ class Generator(nn.Module):
                 if isinstance(conv, Conv):
                     conv.use_channels_last()
         self.channels_last = True
+
+    def use_spectral_convolutions(self, min_work: int = MIN_SPECTRAL_WORK) -> int:
+        """Run the residual blocks' wide float32 convolutions through the FFT (CPU).
+
+        Requires :meth:`use_channels_last`; a convolution qualifies when its input channels
+        times its taps reach ``min_work`` (the measured break-even) and its kernel fits a block.
+
+        Returns:
+            How many convolutions now run through the FFT.
+        """
+        if not self.channels_last:
+            raise RuntimeError("spectral convolutions need the channels-last layout")
+        chosen = [
+            conv
+            for block in self.resblocks
+            for conv in block.modules()
+            if isinstance(conv, Conv) and _worth_spectral(conv, min_work)
+        ]
+        for conv in chosen:
+            conv.use_spectral()
+        return len(chosen)
 
     def forward(self, z: Tensor, g: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Decode latent frames.

@@ -174,7 +174,8 @@ class MeloNetwork(nn.Module):
         pick the decoder layout; call once, after loading the checkpoint.
 
         Args:
-            channels_last: Run the decoder in channels-last 2-D layout (faster on CPU).
+            channels_last: Run the decoder in channels-last 2-D layout (faster on CPU), with its
+                wide float32 convolutions through the FFT.
             decoder_dtype: Precision of the decoder, which dominates the cost. Everything that
                 decides durations stays in float32, so item lengths never depend on it.
         """
@@ -186,6 +187,8 @@ class MeloNetwork(nn.Module):
         self.dec.to(decoder_dtype)
         if channels_last:
             self.dec.use_channels_last()
+            if self.dec.conv_pre.weight.device.type == "cpu":
+                self.dec.use_spectral_convolutions()
 
     def infer(
         self,

@@ -207,7 +207,8 @@ class ToneColorConverter:
 
 
 def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> None:
-    """Fold weight norm, freeze, move to ``device``; channels-last decoder on CPU."""
+    """Fold weight norm, freeze, move to ``device``; on CPU a channels-last decoder with its
+    wide convolutions through the FFT."""
     device = torch.device(device)
     fold_weight_norm(network)
     network.to(device)
@@ -215,6 +216,7 @@ def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> 
     network.requires_grad_(False)
     if device.type == "cpu":
         network.dec.use_channels_last()
+        network.dec.use_spectral_convolutions()
 
 
 def load_base_speakers(path: str | Path, speakers: Sequence[str]) -> dict[str, np.ndarray]:

@@ -121,29 +121,33 @@ def reference_network(checkpoint: Path, dest: Path = DEFAULT_DEST) -> Any:
     return network.eval()
 
 
-def reference_infer(network: Any, item: Any) -> Any:
+def reference_infer(network: Any, item: Any, device: str = "cpu") -> Any:
     """One ``SynthesisItem`` through upstream's ``infer``, seeded as upstream's ``TTS`` does.
 
-    Gradients follow the caller's mode (upstream's ``TTS`` runs under ``torch.no_grad``).
+    Gradients follow the caller's mode (upstream's ``TTS`` runs under ``torch.no_grad``);
+    ``device`` is where ``network`` lives.
     """
     import torch
+
+    def tensor(values: Any) -> Any:
+        return torch.as_tensor(values, device=device)
 
     n = item.n_tokens
     torch.manual_seed(item.seed)
     audio = network.infer(
-        torch.as_tensor(item.phones)[None],
-        torch.tensor([n]),
-        torch.tensor([item.speaker_id]),
-        torch.as_tensor(item.tones)[None],
-        torch.as_tensor(item.languages)[None],
-        torch.zeros(1, 1024, n),
-        torch.as_tensor(item.ja_bert)[None],
+        tensor(item.phones)[None],
+        tensor([n]),
+        tensor([item.speaker_id]),
+        tensor(item.tones)[None],
+        tensor(item.languages)[None],
+        torch.zeros(1, 1024, n, device=device),
+        tensor(item.ja_bert)[None],
         sdp_ratio=item.sdp_ratio,
         noise_scale=item.noise_scale,
         noise_scale_w=item.noise_scale_w,
         length_scale=item.length_scale,
     )[0]
-    return audio[0, 0].detach().numpy()
+    return audio[0, 0].detach().cpu().numpy()
 
 
 def main() -> None:
