@@ -32,11 +32,13 @@ FRONTEND_WARM_UP = "Warm-up at 10:30 for $2, Zyxthorpia."
 
 
 class _Prepared(NamedTuple):
-    """One item after the frontend: model ids, the frontend's output (for BERT), speaker row."""
+    """One piece of an item after the frontend: model ids, the frontend's output (for BERT),
+    speaker row and seed (the item's, or one derived per piece when it was cut)."""
 
     sequence: Any
     frontend: Any
     speaker: int
+    seed: int | None
 
 
 class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
@@ -163,38 +165,72 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
 
     def infer_batch(self, items: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         results: list[Any] = [self._prepare(item) for item in items]
-        ready = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
-        features = self._features([results[i] for i in ready])
+        pieces = [
+            (index, piece)
+            for index, prepared in enumerate(results)
+            if not isinstance(prepared, Exception)
+            for piece in prepared
+        ]
+        features = self._features([piece for _, piece in pieces])
         synth_items = [
-            self._synthesis_item(items[i], results[i], feats)
-            for i, feats in zip(ready, features, strict=True)
+            self._synthesis_item(items[index], piece, feats)
+            for (index, piece), feats in zip(pieces, features, strict=True)
         ]
         waveforms = self._synth.synthesize(synth_items) if synth_items else []
-        for index, wave in zip(ready, waveforms, strict=True):
-            results[index] = Audio(wave, self._synth.sample_rate)
+        per_item: dict[int, list[Any]] = {}
+        for (index, _), wave in zip(pieces, waveforms, strict=True):
+            per_item.setdefault(index, []).append(wave)
+        for index, waves in per_item.items():
+            results[index] = Audio(self._joined(waves, items[index].speed), self._synth.sample_rate)
         return results
 
-    def _prepare(self, item: SynthesisRequest) -> _Prepared | Exception:
-        """Frontend and speaker lookup for one item; a failure fails this item only."""
+    def _prepare(self, item: SynthesisRequest) -> list[_Prepared] | Exception:
+        """Frontend and speaker lookup for one item; a failure fails this item only.
+
+        Usually one piece; text that normalisation spells out very long (huge numbers) is cut
+        into several, synthesised in the same batch and joined like sentences.
+        """
         from harmonyspeech.text import to_sequence
 
         try:
             speaker = self.speaker_id(item.voice)
-            out = self._frontend(item.text)
-            if self._bert is not None and len(out.token_ids) > self._bert.max_tokens:
+            outputs = self._frontend.pieces(item.text)
+            if self._bert is not None and any(
+                len(out.token_ids) > self._bert.max_tokens for out in outputs
+            ):
                 raise InvalidRequestError(
                     "a sentence is too long for the BERT; split it with punctuation",
                     param="input",
                 )
         except HarmonySpeechError as exc:
             return exc
-        sequence = to_sequence(
-            out,
-            self._symbol_ids,
-            language=self.config.options.language,
-            add_blank=self._synth.hparams.add_blank,
-        )
-        return _Prepared(sequence, out, speaker)
+        options = self.config.options
+        return [
+            _Prepared(
+                to_sequence(
+                    out,
+                    self._symbol_ids,
+                    language=options.language,
+                    add_blank=self._synth.hparams.add_blank,
+                ),
+                out,
+                speaker,
+                _piece_seed(item.seed, index, len(outputs)),
+            )
+            for index, out in enumerate(outputs)
+        ]
+
+    def _joined(self, waves: list[Any], speed: float) -> Any:
+        """Pieces of one item in order, with the sentence gap between them."""
+        import numpy as np
+
+        from harmonyspeech.text.sentences import GAP_S
+
+        if len(waves) == 1:
+            return waves[0]
+        gap = np.zeros(int(self._synth.sample_rate * GAP_S / speed), dtype=np.float32)
+        parts = [part for wave in waves for part in (wave, gap)][:-1]
+        return np.concatenate(parts)
 
     def _features(self, prepared: list[_Prepared]) -> list[Any]:
         if self._bert is None:
@@ -219,7 +255,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             noise_scale=_or(item.noise_scale, options.noise_scale),
             noise_scale_w=_or(item.noise_scale_w, options.noise_scale_w),
             length_scale=1.0 / item.speed,
-            seed=item.seed,
+            seed=prepared.seed,
         )
 
     def speaker_id(self, voice: str) -> int:
@@ -236,6 +272,13 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         raise InvalidRequestError(
             f"unknown voice {voice!r}; available: {', '.join(known)}", param="voice"
         )
+
+
+def _piece_seed(seed: int | None, index: int, pieces: int) -> int | None:
+    """The item's seed for a whole item; a distinct reproducible one per piece of a cut one."""
+    if seed is None or pieces == 1:
+        return seed
+    return (seed * 1_000_003 + index) % (2**63)
 
 
 def _or(value: float | None, default: float) -> float:

@@ -13,9 +13,7 @@ import numpy as np
 
 from harmonyspeech.audio import Audio, encode_audio
 from harmonyspeech.pipelines.validation import Score
-
-PIECE_GAP_S = 0.05
-"""Silence after every piece, divided by the speed (as upstream MeloTTS joins pieces)."""
+from harmonyspeech.text.sentences import GAP_S
 
 
 @dataclass
@@ -53,8 +51,8 @@ def item_seed(seed: int | None, index: int) -> int | None:
 
 
 def with_gap(audio: Audio, speed: float) -> Audio:
-    """``audio`` followed by the inter-piece silence."""
-    gap = np.zeros(int(audio.sample_rate * PIECE_GAP_S / speed), dtype=np.float32)
+    """``audio`` followed by the inter-piece silence (``GAP_S`` / speed, as upstream MeloTTS)."""
+    gap = np.zeros(int(audio.sample_rate * GAP_S / speed), dtype=np.float32)
     return Audio(np.concatenate([audio.samples, gap]), audio.sample_rate)
 
 

@@ -28,6 +28,7 @@ from harmonyspeech.errors import InvalidRequestError
 from harmonyspeech.text import lexicon
 from harmonyspeech.text.en_normalize import normalize_english, split_camel_case
 from harmonyspeech.text.neural_g2p import CONSONANTS, VOWELS, g2p_en_phonemes
+from harmonyspeech.text.sentences import MAX_LENGTH, txtsplit
 from harmonyspeech.text.sequence import TONE_START
 from harmonyspeech.text.tokenizer import BertTokenizerLike
 
@@ -154,9 +155,29 @@ class EnglishFrontend:
         Raises:
             InvalidRequestError: The text is empty or only whitespace.
         """
-        if not text or not text.strip():
-            raise InvalidRequestError("the input text is empty", param="input")
+        _require_text(text)
+        return self._from_normalized(normalize_english(split_camel_case(text)))
+
+    def pieces(self, text: str, max_chars: int = MAX_LENGTH) -> list[EnglishFrontendOutput]:
+        """Like calling the frontend, but cut into several outputs when normalisation spells
+        the text out past ``max_chars`` characters.
+
+        Sentence splitting runs on the raw text, so a chunk can still grow a lot: 512 digits
+        without a split point become 512 words, minutes of audio in one item. Such a chunk is
+        cut again, after normalisation, the way sentences are (``txtsplit``).
+
+        Raises:
+            InvalidRequestError: The text is empty or only whitespace.
+        """
+        _require_text(text)
         normalized = normalize_english(split_camel_case(text))
+        if len(normalized) <= max_chars:
+            return [self._from_normalized(normalized)]
+        chunks = txtsplit(normalized, desired_length=max_chars // 2, max_length=max_chars)
+        # Only punctuation (txtsplit drops it) still makes one output, as a call would.
+        return [self._from_normalized(chunk) for chunk in chunks or [normalized]]
+
+    def _from_normalized(self, normalized: str) -> EnglishFrontendOutput:
         tokens = self.tokenizer.tokenize(normalized)
         phones, tones, word2ph = self.phonemize(tokens)
         ids = self.tokenizer.convert_tokens_to_ids(tokens)
@@ -182,3 +203,8 @@ class EnglishFrontend:
             tones += [t for _, t in pairs]
             word2ph += distribute_phone(len(pairs), len(group))
         return phones, tones, word2ph
+
+
+def _require_text(text: str) -> None:
+    if not text or not text.strip():
+        raise InvalidRequestError("the input text is empty", param="input")

@@ -34,6 +34,8 @@ _PUNCT_ONLY = re.compile(r"^[\s.,;:!?]*$")
 
 DESIRED_LENGTH = 256
 MAX_LENGTH = 512
+GAP_S = 0.05
+"""Silence between consecutive pieces at speed 1 (upstream ``tts_to_file``: 50 ms / speed)."""
 
 
 def split_sentences_latin(

@@ -267,3 +267,30 @@ def test_g2p_phoneme_table_matches_g2p_en() -> None:
     assert PHONEMES[:4] == ("<pad>", "<unk>", "<s>", "</s>")
     assert PHONEMES[4] == "AA0" and PHONEMES[-1] == "ZH"
     assert PHONEMES.index("UW") == PHONEMES.index("UH2") + 1
+
+
+def test_pieces_of_an_ordinary_sentence_are_the_call(frontend: EnglishFrontend) -> None:
+    text = "Dr. Smith paid $3.50 on 1/2/2024 at 10:30pm."
+    assert frontend.pieces(text) == [frontend(text)]
+
+
+def test_text_spelled_out_past_the_limit_is_cut_after_normalisation(
+    frontend: EnglishFrontend,
+) -> None:
+    """512 digits with no split point: one 512-character chunk, 2,047 characters of words."""
+    digits = "1" * 512
+    assert len(frontend(digits).normalized_text) > 2000
+    pieces = frontend.pieces(digits, max_chars=512)
+    assert len(pieces) == 4
+    assert all(len(piece.normalized_text) <= 512 for piece in pieces)
+    assert sum(piece.normalized_text.count("one") for piece in pieces) == 512
+    # Each piece is a whole frontend output: padded, with its own CLS/SEP.
+    for piece in pieces:
+        assert piece.phones[0] == piece.phones[-1] == "_"
+        assert piece.token_ids[0] == frontend.tokenizer.cls_token_id
+        assert sum(piece.word2ph) == len(piece.phones)
+
+
+def test_pieces_of_empty_text_are_refused(frontend: EnglishFrontend) -> None:
+    with pytest.raises(InvalidRequestError, match="empty"):
+        frontend.pieces("   ")

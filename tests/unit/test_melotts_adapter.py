@@ -1,0 +1,65 @@
+"""The MeloTTS adapter on the tiny checkpoint and BERT: items that normalise very long are cut."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from harmonyspeech.config import MeloTTSModelConfig
+from harmonyspeech.errors import InvalidRequestError
+from harmonyspeech.models.melotts import MeloTTSAdapter, _piece_seed
+from harmonyspeech.models.types import SynthesisRequest
+from harmonyspeech.text.sentences import GAP_S
+from tests.conftest import TinyWeights, served_config
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_weights: TinyWeights) -> Iterator[MeloTTSAdapter]:
+    threads = torch.get_num_threads()
+    [config] = [m for m in served_config(tiny_weights).models if m.family == "melotts"]
+    assert isinstance(config, MeloTTSModelConfig)
+    melo = MeloTTSAdapter(config)
+    melo.load()
+    yield melo
+    torch.set_num_threads(threads)
+
+
+def test_an_item_spelled_out_long_is_synthesised_in_pieces_and_joined(
+    adapter: MeloTTSAdapter,
+) -> None:
+    digits = "1" * 200  # one sentence chunk: 200 words, 799 characters once spelled out
+    speed = 1.25
+    [joined] = adapter.infer_batch([SynthesisRequest(digits, voice="EN-US", speed=speed, seed=7)])
+    pieces = adapter._frontend.pieces(digits)
+    assert len(pieces) == 2
+    # Each piece alone, with the seed the adapter derives for it, gives one segment.
+    alone = adapter.infer_batch(
+        [
+            SynthesisRequest(
+                piece.normalized_text, voice="EN-US", speed=speed, seed=_piece_seed(7, index, 2)
+            )
+            for index, piece in enumerate(pieces)
+        ]
+    )
+    gap = np.zeros(int(joined.sample_rate * GAP_S / speed), dtype=np.float32)
+    expected = np.concatenate([part for audio in alone for part in (audio.samples, gap)][:-1])
+    assert joined.samples.shape == expected.shape
+    np.testing.assert_allclose(joined.samples, expected, atol=1e-4)
+
+
+def test_an_ordinary_item_is_reproducible_with_its_seed(adapter: MeloTTSAdapter) -> None:
+    request = SynthesisRequest("Hello there, how are you?", voice="EN-US", seed=11)
+    first, again = adapter.infer_batch([request, request])
+    np.testing.assert_allclose(first.samples, again.samples, atol=1e-4)
+    assert first.sample_rate == 44100
+
+
+def test_a_bad_item_fails_alone_next_to_a_cut_one(adapter: MeloTTSAdapter) -> None:
+    long, bad = adapter.infer_batch(
+        [SynthesisRequest("2" * 150, voice="EN-US", seed=1), SynthesisRequest("Hi", voice="?")]
+    )
+    assert isinstance(bad, InvalidRequestError) and bad.param == "voice"
+    assert not isinstance(long, Exception) and long.duration > 1.0
