@@ -10,7 +10,11 @@ Rows, all on the same items and weights:
 * the baseline, a plain batch-1 loop of the unoptimised network: upstream's own
   ``SynthesizerTrn`` (fetched by ``tests/unit/melo/fetch_reference.py``) under ``torch.no_grad``
   as upstream's ``TTS`` runs it, and with autograd on; without the upstream cache, our network
-  with unfolded weight norm, the default layout and autograd on;
+  with unfolded weight norm, the default layout and autograd on. These run first, with glibc's
+  default allocator settings, as a plain process runs them;
+* upstream again after the process took the allocator setting our model workers apply
+  (``harmonyspeech.models.allocator``; it cannot be undone in-process, hence the order), to
+  show how much of the gain that setting alone brings;
 * our runtime item by item (batch 1), and batched 4, 16 and 64 items per call (items grouped
   by length, as the scheduler does; the batch-64 row runs the corpus four times over, with other
   seeds); on CPU the batched front half is followed by per-item decoding (the default), and one
@@ -155,7 +159,6 @@ def run(quick: bool = False) -> BenchResult:
     threads = int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
     device = os.environ.get("HARMONYSPEECH_BENCH_DEVICE", "cpu")
     torch.set_num_threads(threads)
-    retain_freed_memory()  # as the MeloTTS worker does; every row runs under it
     items = corpus(TOKENS_QUICK if quick else TOKENS_FULL)
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = build_melo_checkpoint(Path(tmp), size="real", seed=0)
@@ -172,6 +175,11 @@ def run(quick: bool = False) -> BenchResult:
 
 def _cpu_rows(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[str, list]]:
     rows, outputs = _baselines(checkpoint, items, quick)
+    retain_freed_memory()  # as our model workers do, from here on (see the module docstring)
+    upstream = upstream_runner(checkpoint, autograd=False)
+    if upstream is not None:
+        name = "upstream SynthesizerTrn, no_grad, our allocator setting"
+        rows.append(measure(name, upstream, items, 1)[0])
     synth = MeloSynthesizer.from_checkpoint_dir(checkpoint)
     for batch in (1, 4) if quick else (1, 4, 16):
         name = "ours, batch-1 loop" if batch == 1 else "ours, batched"
@@ -185,7 +193,7 @@ def _cpu_rows(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[st
             "ours, batched, whole-batch masked decoder", masked.synthesize, items, 4
         )
         rows.append(row)
-        rows.append(measure("ours, batched", synth.synthesize, _copies(items, 4), 64)[0])
+        rows.append(measure("ours, batched", synth.synthesize, _copies(items, 64), 64)[0])
     return rows, outputs
 
 
@@ -195,6 +203,7 @@ def _gpu_rows(
     """Upstream and ours item by item, then ours batched up to 256 items (the corpus copied
     with other seeds) in float32, and in bfloat16/float16 at the largest batch."""
     rows, outputs = _baselines(checkpoint, items, quick=True, device=device)
+    retain_freed_memory()
     synth = MeloSynthesizer.from_checkpoint_dir(checkpoint, device=device)
     row, outputs["ours-1"] = measure("ours, batch-1 loop", synth.synthesize, items, 1)
     rows.append(row)
