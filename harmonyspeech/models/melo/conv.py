@@ -66,6 +66,7 @@ class Conv(nn.Module):
         transposed: bool = False,
     ):
         super().__init__()
+        self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
         self.dilation = dilation

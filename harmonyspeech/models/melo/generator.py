@@ -10,6 +10,7 @@ sample near position ``u * L`` only receives contributions from inputs before ``
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -18,6 +19,11 @@ from torch import Tensor, nn
 
 from harmonyspeech.models.melo.conv import Conv
 from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
+
+CPU_DECODER_WINDOW = 512
+"""Most frames per decoder window on CPU (~6 s of MeloTTS audio). Measured on the real decoder:
+27 s of audio went from 1.8x to 2.4-2.5x real time with windows of 384-512 frames, 13 s from
+2.2x to 3.0x; 256 costs shorter items their context frames."""
 
 LRELU_SLOPE = 0.1
 # Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.
@@ -165,6 +171,52 @@ class Generator(nn.Module):
         x = self.conv_post(_masked_(F.leaky_relu_(x, FINAL_LRELU_SLOPE), mask))
         x = torch.tanh_(x)
         return x.squeeze(2) if self.channels_last else x
+
+    def forward_windowed(
+        self, z: Tensor, g: Tensor | None, mask: Tensor | None, window: int
+    ) -> Tensor:
+        """:meth:`forward` over windows of at most ``window`` frames (as equal as possible),
+        each decoded with :meth:`receptive_radius` frames of context on both sides and cropped
+        to its own samples.
+
+        The same samples as one pass (only rounding differs), because no output sample depends
+        on frames further away than the radius; but on CPU much faster for long inputs, whose
+        activations (16 channels x 512 samples per frame in the last stage) would otherwise
+        spill out of the caches: measured on the real decoder, 27 s of audio decoded at 1.8x
+        real time in one pass against 3.1x for 5 s.
+        """
+        total = z.shape[-1]
+        if total <= window:
+            return self(z, g, mask)
+        halo = self.receptive_radius()
+        hop = math.prod(self.upsample_rates)
+        size = math.ceil(total / math.ceil(total / window))
+        pieces = []
+        for start in range(0, total, size):
+            stop = min(start + size, total)
+            lo, hi = max(0, start - halo), min(total, stop + halo)
+            part_mask = None if mask is None else mask[..., lo:hi]
+            wave = self(z[..., lo:hi], g, part_mask)
+            pieces.append(wave[..., (start - lo) * hop : (stop - lo) * hop])
+        return torch.cat(pieces, dim=-1)
+
+    def receptive_radius(self) -> int:
+        """Latent frames on each side of a frame that can influence its samples (a bound).
+
+        Walks the layers back from the output: a "same" convolution adds its padding at its
+        own rate, a transposed convolution of stride s and k taps maps r samples to at most
+        ``ceil(r / s) + ceil(k / s)`` input samples.
+        """
+        radius = self.conv_post.padding
+        for index in reversed(range(len(self.ups))):
+            blocks = self.resblocks[index * self.n_kernels : (index + 1) * self.n_kernels]
+            radius += max(
+                sum(conv.padding for conv in block.modules() if isinstance(conv, Conv))
+                for block in blocks
+            )
+            up = self.ups[index]
+            radius = math.ceil(radius / up.stride) + math.ceil(up.kernel_size / up.stride)
+        return radius + self.conv_pre.padding[0]
 
     def _stage(self, index: int, x: Tensor, mask: Tensor | None) -> Tensor:
         blocks = self.resblocks[index * self.n_kernels : (index + 1) * self.n_kernels]

@@ -197,6 +197,7 @@ class MeloNetwork(nn.Module):
         *,
         decoder_batch_size: int | None = None,
         bucket_lengths: bool = False,
+        decoder_window: int | None = None,
     ) -> NetworkOutput:
         """Synthesize a padded batch.
 
@@ -212,6 +213,9 @@ class MeloNetwork(nn.Module):
                 12.5% more) so that tensor shapes repeat across calls (for shape-keyed kernel
                 caches, e.g. cuDNN autotuning). On CPU it measured neutral in steady state and
                 costs its padding, hence off by default. Results do not depend on it.
+            decoder_window: Decode longer inputs in windows of this many frames (see
+                ``Generator.forward_windowed``; None: in one pass). Results do not depend on
+                it; on CPU it keeps long sentences as fast as short ones.
 
         Returns:
             Waveforms, frame counts and per-token durations.
@@ -252,16 +256,20 @@ class MeloNetwork(nn.Module):
             # padded only to the group's longest item: padding a short item to a long batch
             # mate's length cost several times its own work on CPU.
             z = self.flow.inverse(z_p[index, :, :n_frames], mask, g[index])
-            wave = self._decode(z, g[index], mask)
+            wave = self._decode(z, g[index], mask, decoder_window)
             audio[index, : wave.shape[1]] = wave
         return NetworkOutput(audio, frames, durations[:, 0, :n_tokens].long())
 
-    def _decode(self, z: Tensor, g: Tensor, y_mask: Tensor) -> Tensor:
+    def _decode(self, z: Tensor, g: Tensor, y_mask: Tensor, window: int | None) -> Tensor:
         # The decoder may run in a lower precision than the rest (see prepare_for_inference);
         # durations, and so every item's length, are always computed in full precision.
         dtype = self.dec.conv_pre.weight.dtype
         mask = None if bool(y_mask.all()) else y_mask.to(dtype)
-        audio = self.dec((z * y_mask).to(dtype), g.to(dtype), mask)
+        z, g = (z * y_mask).to(dtype), g.to(dtype)
+        if window is None:
+            audio = self.dec(z, g, mask)
+        else:
+            audio = self.dec.forward_windowed(z, g, mask, window)
         return audio.squeeze(1).float()
 
     def _log_durations(

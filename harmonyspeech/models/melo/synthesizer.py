@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harmonyspeech.models.melo.checkpoint import load_network, prepare_network
+from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.hparams import MeloHParams
 from harmonyspeech.models.melo.items import BERT_CHANNELS, JA_BERT_CHANNELS, SynthesisItem
 from harmonyspeech.models.melo.network import MeloNetwork, NetworkInputs, PerItemNoise
@@ -51,6 +52,10 @@ class MeloSynthesizer:
             depend on it.
         bucket_lengths: Pad lengths to a few fixed sizes so shapes repeat (see
             ``MeloNetwork.infer``); off by default, neutral on CPU. Results never depend on it.
+        decoder_window: Decode long items in windows of this many frames (see
+            ``MeloNetwork.infer``); ``"auto"``: ``CPU_DECODER_WINDOW`` on CPU, where long
+            items otherwise spill out of the caches, one pass elsewhere. Results never depend
+            on it.
 
     Attributes:
         network: The prepared torch module.
@@ -64,6 +69,7 @@ class MeloSynthesizer:
         *,
         decoder_batch_size: int | str | None = "auto",
         bucket_lengths: bool = False,
+        decoder_window: int | str | None = "auto",
     ):
         self.network = network
         self.bucket_lengths = bucket_lengths
@@ -74,6 +80,9 @@ class MeloSynthesizer:
             # padding and cache misses, so they run item by item after the batched front half.
             decoder_batch_size = 1 if self._device.type == "cpu" else None
         self.decoder_batch_size = decoder_batch_size
+        if decoder_window == "auto":
+            decoder_window = CPU_DECODER_WINDOW if self._device.type == "cpu" else None
+        self.decoder_window = decoder_window
 
     @classmethod
     def from_checkpoint_dir(
@@ -85,6 +94,7 @@ class MeloSynthesizer:
         channels_last: bool | None = None,
         decoder_batch_size: int | str | None = "auto",
         bucket_lengths: bool = False,
+        decoder_window: int | str | None = "auto",
     ) -> MeloSynthesizer:
         """Load ``config.json`` + ``checkpoint.pth`` from a directory.
 
@@ -97,6 +107,7 @@ class MeloSynthesizer:
             channels_last: Decoder layout; None: channels-last on CPU.
             decoder_batch_size: See the class arguments.
             bucket_lengths: See the class arguments.
+            decoder_window: See the class arguments.
 
         Raises:
             harmonyspeech.errors.ModelLoadError: The files are missing or do not match.
@@ -109,6 +120,7 @@ class MeloSynthesizer:
             hparams,
             decoder_batch_size=decoder_batch_size,
             bucket_lengths=bucket_lengths,
+            decoder_window=decoder_window,
         )
 
     @classmethod
@@ -213,6 +225,7 @@ class MeloSynthesizer:
                 PerItemNoise(seeds),
                 decoder_batch_size=self.decoder_batch_size,
                 bucket_lengths=self.bucket_lengths,
+                decoder_window=self.decoder_window,
             )
             audio = out.audio.cpu().numpy()
             frames = out.frames.tolist()

@@ -22,6 +22,7 @@ from torch import Tensor
 from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
+from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.network import length_groups, sequence_mask
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
 from harmonyspeech.models.openvoice.network import ConverterNetwork
@@ -77,6 +78,8 @@ class ToneColorConverter:
             # pass took 1.85x the time of the four alone, as MeloTTS's decoder on CPU.
             batch_size = 1 if self.device.type == "cpu" else None
         self.batch_size: int | None = batch_size  # type: ignore[assignment]
+        # Long utterances decode in windows on CPU, as MeloTTS's (see Generator.forward_windowed).
+        self.decoder_window = CPU_DECODER_WINDOW if self.device.type == "cpu" else None
 
     @property
     def sample_rate(self) -> int:
@@ -181,6 +184,7 @@ class ToneColorConverter:
             self._noise(items, frames, longest).to(dtype),
             torch.tensor([item.tau for item in items], device=self.device, dtype=dtype),
             padded=min(frames) < longest,
+            decoder_window=self.decoder_window,
         )
         hop = self.hparams.hop_length
         waves = audio.squeeze(1).float().cpu().numpy()

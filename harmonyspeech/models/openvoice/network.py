@@ -142,6 +142,7 @@ class ConverterNetwork(nn.Module):
         tau: Tensor,
         *,
         padded: bool,
+        decoder_window: int | None = None,
     ) -> Tensor:
         """Re-voice a padded batch.
 
@@ -153,6 +154,8 @@ class ConverterNetwork(nn.Module):
             noise: ``[B, C, T]`` standard normal noise of the posterior sample.
             tau: ``[B]`` posterior noise scale.
             padded: Whether any item is shorter than ``T`` (the decoder then masks).
+            decoder_window: Decode in windows of at most this many frames (None: one pass);
+                the samples are the same (``Generator.forward_windowed``).
 
         Returns:
             ``[B, 1, T * hop]`` waveforms.
@@ -164,7 +167,10 @@ class ConverterNetwork(nn.Module):
         z = (mean + noise * tau.view(-1, 1, 1) * torch.exp(log_scale)) * mask
         z_hat = self.flow.inverse(self.flow(z, mask, source), mask, target)
         dec_g = zeros if self.hp.zero_g else target
-        return self.dec(z_hat * mask, dec_g, mask if padded else None)
+        dec_mask = mask if padded else None
+        if decoder_window is None:
+            return self.dec(z_hat * mask, dec_g, dec_mask)
+        return self.dec.forward_windowed(z_hat * mask, dec_g, dec_mask, decoder_window)
 
     def embed(self, spec: Tensor) -> Tensor:
         """``[1, F, T]`` spectrogram of one reference piece to its ``[1, gin]`` embedding."""

@@ -119,6 +119,21 @@ def test_batched_conversion_equals_each_item_alone(converter: ToneColorConverter
     assert not np.allclose(converter.convert([other_target])[0], batched[1])
 
 
+def test_windowed_decoding_equals_one_pass(checkpoint: Path) -> None:
+    """On CPU long utterances decode in windows; the samples are those of one pass."""
+    converter = ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=None)
+    source, target = converter.embed([_speech(1.0, 3)]), converter.embed([_speech(1.0, 4)])
+    items = [
+        ConversionItem(_speech(s, seed), source, target, seed=seed)
+        for seed, s in enumerate([1.5, 0.7])
+    ]
+    converter.decoder_window = None
+    whole = converter.convert(items)
+    converter.decoder_window = 20  # 1.5 s is 129 frames: seven windows
+    for a, b in zip(whole, converter.convert(items), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+
+
 def test_batched_conversion_is_exact_in_double_precision(checkpoint: Path) -> None:
     """The float32 differences above are rounding: in float64 the masks make batching exact."""
     converter = ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=None)
