@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from harmonyspeech.models.melo.conv import Conv
 from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
 
-CPU_DECODER_WINDOW = 512
-"""Most frames per decoder window on CPU (~6 s of MeloTTS audio). Measured on the real decoder:
-27 s of audio went from 1.8x to 2.4-2.5x real time with windows of 384-512 frames, 13 s from
-2.2x to 3.0x; 256 costs shorter items their context frames."""
+CPU_DECODER_WINDOW = 1024
+"""Most frames per decoder window on CPU (~12 s of MeloTTS audio). Measured on the real decoder
+(2 cores, 32 MiB L3): up to ~1000 frames one pass is fastest, windows only add context frames;
+beyond, one pass spills out of the caches: 1100 frames went from 1.6-2.2x to 3.0x real time in
+two windows, 2300 frames from 1.4-2.0x to 2.3x in three."""
 
 LRELU_SLOPE = 0.1
 # Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.
@@ -182,8 +183,7 @@ class Generator(nn.Module):
         The same samples as one pass (only rounding differs), because no output sample depends
         on frames further away than the radius; but on CPU much faster for long inputs, whose
         activations (16 channels x 512 samples per frame in the last stage) would otherwise
-        spill out of the caches: measured on the real decoder, 27 s of audio decoded at 1.8x
-        real time in one pass against 3.1x for 5 s.
+        spill out of the caches (see ``CPU_DECODER_WINDOW``).
         """
         total = z.shape[-1]
         if total <= window:
