@@ -20,6 +20,9 @@ Rows, all on the same items and weights:
   seeds); on CPU the batched front half is followed by per-item decoding (the default), and one
   row shows the whole-batch masked decoder instead.
 
+* two long sentences (301 and 601 tokens) item by item, decoded in one pass and in windows
+  (``decoder_window``, the CPU default); their ``speedup`` is against the baseline's corpus.
+
 Throughput is audio seconds per wall second (``x_realtime``; its inverse is the real-time
 factor). Every variant runs its whole pass once untimed first, so every row is measured with
 the same caches (``bench_tts_e2e`` compares first and repeated passes over its sentences).
@@ -55,6 +58,8 @@ from harmonyspeech.models.melo.network import PerItemNoise
 
 TOKENS_FULL = tuple(range(21, 122, 20)) + tuple(range(27, 122, 10))
 TOKENS_QUICK = (21, 61, 101, 41)
+LONG_TOKENS = (301, 601)
+"""Long sentences (about 13 and 27 s of audio) for the windowed-decoder rows."""
 SAMPLE_RATE = 44100
 HOP = 512
 
@@ -194,7 +199,20 @@ def _cpu_rows(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[st
         )
         rows.append(row)
         rows.append(measure("ours, batched", synth.synthesize, _copies(items, 64), 64)[0])
+        rows.extend(_long_rows(checkpoint, synth))
     return rows, outputs
+
+
+def _long_rows(checkpoint: Path, windowed: MeloSynthesizer) -> list[dict]:
+    """Long sentences decoded in one pass and in windows (the CPU default), item by item."""
+    items = corpus(LONG_TOKENS)
+    one_pass = MeloSynthesizer.from_checkpoint_dir(checkpoint, decoder_window=None)
+    rows = [
+        measure("long items: ours, one-pass decoder", one_pass.synthesize, items, 1)[0],
+        measure("long items: ours, windowed decoder", windowed.synthesize, items, 1)[0],
+    ]
+    rows[1]["windowed_over_one_pass"] = rows[1]["x_realtime"] / rows[0]["x_realtime"]
+    return rows
 
 
 def _gpu_rows(
@@ -274,6 +292,9 @@ def _result(rows: list[dict], outputs: dict[str, list], threads: int, quick: boo
         ),
         "quick": quick,
     }
+    for row in rows:
+        if "windowed_over_one_pass" in row:
+            summary["long_items_windowed_over_one_pass"] = row["windowed_over_one_pass"]
     if half:
         summary["best_half_precision_x_realtime"] = max(row["x_realtime"] for row in half)
         summary["best_half_precision_speedup_vs_baseline"] = max(row["speedup"] for row in half)

@@ -21,10 +21,10 @@ from harmonyspeech.models.melo.conv import Conv
 from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
 
 CPU_DECODER_WINDOW = 1024
-"""Most frames per decoder window on CPU (~12 s of MeloTTS audio). Measured on the real decoder
-(2 cores, 32 MiB L3): up to ~1000 frames one pass is fastest, windows only add context frames;
-beyond, one pass spills out of the caches: 1100 frames went from 1.6-2.2x to 3.0x real time in
-two windows, 2300 frames from 1.4-2.0x to 2.3x in three."""
+"""Most frames per decoder window on CPU (~12 s of MeloTTS audio). Up to about 1000 frames one
+pass was fastest on the real decoder (2 cores, 32 MiB L3) and windows only add context frames;
+beyond, one pass spills out of the caches (``python -m benchmarks melo``, long-item rows: 1.34x
+real time in one pass, 2.30x in windows)."""
 
 LRELU_SLOPE = 0.1
 # Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.

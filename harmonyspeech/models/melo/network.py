@@ -213,9 +213,9 @@ class MeloNetwork(nn.Module):
                 12.5% more) so that tensor shapes repeat across calls (for shape-keyed kernel
                 caches, e.g. cuDNN autotuning). On CPU it measured neutral in steady state and
                 costs its padding, hence off by default. Results do not depend on it.
-            decoder_window: Decode longer inputs in windows of this many frames (see
+            decoder_window: Decode longer inputs in windows of at most this many frames (see
                 ``Generator.forward_windowed``; None: in one pass). Results do not depend on
-                it; on CPU it keeps long sentences as fast as short ones.
+                it; on CPU it keeps long sentences from spilling out of the caches.
 
         Returns:
             Waveforms, frame counts and per-token durations.
