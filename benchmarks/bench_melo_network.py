@@ -59,7 +59,7 @@ from harmonyspeech.models.melo.network import PerItemNoise
 TOKENS_FULL = tuple(range(21, 122, 20)) + tuple(range(27, 122, 10))
 TOKENS_QUICK = (21, 61, 101, 41)
 LONG_TOKENS = (301, 601)
-"""Long sentences (about 13 and 27 s of audio) for the windowed-decoder rows."""
+"""Long sentences (about 48 s of audio together) for the windowed-decoder rows."""
 SAMPLE_RATE = 44100
 HOP = 512
 
