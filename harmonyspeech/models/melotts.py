@@ -191,6 +191,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         into several, synthesised in the same batch and joined like sentences.
         """
         from harmonyspeech.text import to_sequence
+        from harmonyspeech.text.sentences import item_seed
 
         try:
             speaker = self.speaker_id(item.voice)
@@ -215,7 +216,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
                 ),
                 out,
                 speaker,
-                _piece_seed(item.seed, index, len(outputs)),
+                item.seed if len(outputs) == 1 else item_seed(item.seed, index),
             )
             for index, out in enumerate(outputs)
         ]
@@ -224,11 +225,11 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         """Pieces of one item in order, with the sentence gap between them."""
         import numpy as np
 
-        from harmonyspeech.text.sentences import GAP_S
+        from harmonyspeech.text.sentences import gap_samples
 
         if len(waves) == 1:
             return waves[0]
-        gap = np.zeros(int(self._synth.sample_rate * GAP_S / speed), dtype=np.float32)
+        gap = np.zeros(gap_samples(self._synth.sample_rate, speed), dtype=np.float32)
         parts = [part for wave in waves for part in (wave, gap)][:-1]
         return np.concatenate(parts)
 
@@ -272,13 +273,6 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         raise InvalidRequestError(
             f"unknown voice {voice!r}; available: {', '.join(known)}", param="voice"
         )
-
-
-def _piece_seed(seed: int | None, index: int, pieces: int) -> int | None:
-    """The item's seed for a whole item; a distinct reproducible one per piece of a cut one."""
-    if seed is None or pieces == 1:
-        return seed
-    return (seed * 1_000_003 + index) % (2**63)
 
 
 def _or(value: float | None, default: float) -> float:

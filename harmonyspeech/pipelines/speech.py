@@ -13,7 +13,7 @@ import numpy as np
 
 from harmonyspeech.audio import Audio, encode_audio
 from harmonyspeech.pipelines.validation import Score
-from harmonyspeech.text.sentences import GAP_S
+from harmonyspeech.text.sentences import gap_samples
 
 
 @dataclass
@@ -43,16 +43,9 @@ def retries(items: Iterable[SpeechItem]) -> int:
     return sum(max(item.attempts - 1, 0) for item in items)
 
 
-def item_seed(seed: int | None, index: int) -> int | None:
-    """A distinct, reproducible seed per sentence of a seeded request."""
-    if seed is None:
-        return None
-    return (seed * 1_000_003 + index) % (2**31)
-
-
 def with_gap(audio: Audio, speed: float) -> Audio:
     """``audio`` followed by the inter-piece silence (``GAP_S`` / speed, as upstream MeloTTS)."""
-    gap = np.zeros(int(audio.sample_rate * GAP_S / speed), dtype=np.float32)
+    gap = np.zeros(gap_samples(audio.sample_rate, speed), dtype=np.float32)
     return Audio(np.concatenate([audio.samples, gap]), audio.sample_rate)
 
 

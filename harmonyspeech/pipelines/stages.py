@@ -29,7 +29,7 @@ from harmonyspeech.models.types import (
 from harmonyspeech.pipelines.cloning import ConvertOptions, speech_only
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import StageSpec
-from harmonyspeech.pipelines.speech import SpeechItem, item_seed, with_gap
+from harmonyspeech.pipelines.speech import SpeechItem, with_gap
 from harmonyspeech.pipelines.transcripts import (
     SAMPLE_RATE,
     Span,
@@ -43,6 +43,7 @@ from harmonyspeech.pipelines.validation import (
     score_transcript,
     should_retry,
 )
+from harmonyspeech.text.sentences import item_seed
 
 
 class Stage(Protocol):

@@ -38,6 +38,18 @@ GAP_S = 0.05
 """Silence between consecutive pieces at speed 1 (upstream ``tts_to_file``: 50 ms / speed)."""
 
 
+def gap_samples(sample_rate: int, speed: float) -> int:
+    """Samples of silence between consecutive pieces spoken at ``speed``."""
+    return int(sample_rate * GAP_S / speed)
+
+
+def item_seed(seed: int | None, index: int) -> int | None:
+    """A distinct, reproducible seed for piece ``index`` of a seeded text (None stays None)."""
+    if seed is None:
+        return None
+    return (seed * 1_000_003 + index) % (2**31)
+
+
 def split_sentences_latin(
     text: str, *, desired_length: int = DESIRED_LENGTH, max_length: int = MAX_LENGTH
 ) -> list[str]:

@@ -10,9 +10,9 @@ import torch
 
 from harmonyspeech.config import MeloTTSModelConfig
 from harmonyspeech.errors import InvalidRequestError
-from harmonyspeech.models.melotts import MeloTTSAdapter, _piece_seed
+from harmonyspeech.models.melotts import MeloTTSAdapter
 from harmonyspeech.models.types import SynthesisRequest
-from harmonyspeech.text.sentences import GAP_S
+from harmonyspeech.text.sentences import gap_samples, item_seed
 from tests.conftest import TinyWeights, served_config
 
 
@@ -39,12 +39,12 @@ def test_an_item_spelled_out_long_is_synthesised_in_pieces_and_joined(
     alone = adapter.infer_batch(
         [
             SynthesisRequest(
-                piece.normalized_text, voice="EN-US", speed=speed, seed=_piece_seed(7, index, 2)
+                piece.normalized_text, voice="EN-US", speed=speed, seed=item_seed(7, index)
             )
             for index, piece in enumerate(pieces)
         ]
     )
-    gap = np.zeros(int(joined.sample_rate * GAP_S / speed), dtype=np.float32)
+    gap = np.zeros(gap_samples(joined.sample_rate, speed), dtype=np.float32)
     expected = np.concatenate([part for audio in alone for part in (audio.samples, gap)][:-1])
     assert joined.samples.shape == expected.shape
     np.testing.assert_allclose(joined.samples, expected, atol=1e-4)

@@ -25,7 +25,6 @@ from harmonyspeech.models.types import (
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import build_catalog
-from harmonyspeech.pipelines.speech import item_seed
 from harmonyspeech.pipelines.validation import (
     Score,
     ValidationOptions,
@@ -35,6 +34,7 @@ from harmonyspeech.pipelines.validation import (
     score_transcript,
     should_retry,
 )
+from harmonyspeech.text.sentences import item_seed
 
 # -- scoring ---------------------------------------------------------------------------------
 

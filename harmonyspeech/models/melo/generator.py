@@ -56,7 +56,7 @@ class ResBlock1(nn.Module):
 
 
 def _worth_spectral(conv: Conv, min_work: int) -> bool:
-    in_channels, taps = conv.weight.shape[1], conv.weight.shape[-1]
+    in_channels, taps = conv.weight.shape[1], conv.kernel_size
     fits = 2 * (taps - 1) < BLOCK
     return conv.weight.dtype == torch.float32 and fits and in_channels * taps >= min_work
 
