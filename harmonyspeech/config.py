@@ -431,7 +431,7 @@ class AuthConfig(StrictModel):
     @classmethod
     def _check_hashes(cls, value: list[str]) -> list[str]:
         for digest in value:
-            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            if not re.fullmatch(KEY_HASH_PATTERN, digest):
                 raise ValueError("each entry must look like 'sha256:<64 lowercase hex digits>'")
         return value
 

@@ -182,6 +182,7 @@ class ModelWorker:
             batch = self._next_batch()
             if batch is None:
                 return
+            self._record_waits([item for item, _ in batch])
             self._execute(batch)
 
     def _load(self) -> bool:
@@ -213,7 +214,6 @@ class ModelWorker:
                     items = self._scheduler.next_batch()
                     batch = [(item, self._futures.pop(item.id)) for item in items]
                     self._queue_changed()
-                    self._record_waits(items)
                     return batch
                 self._cond.wait(self._scheduler.wait_time())
 
@@ -233,6 +233,7 @@ class ModelWorker:
         metrics.QUEUE_DEPTH.record(depth, model=self.name)
 
     def _record_waits(self, items: list[WorkItem]) -> None:
+        """Queue wait of each dequeued item, recorded outside the lock."""
         now = self._clock()
         for item in items:
             wait = max(0.0, now - item.arrival)
@@ -255,14 +256,15 @@ class ModelWorker:
         results = self._infer_isolated([item.payload for item in items])
         seconds = time.perf_counter() - started
         self.stats.record_batch(items, seconds)
-        metrics.BATCH_SIZE.record(len(items), model=self.name)
-        metrics.PADDING_EFFICIENCY.record(padding_efficiency(items), model=self.name)
-        metrics.BATCH_LATENCY.record(seconds, model=self.name)
         for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, Exception):
                 self.stats.failed += 1
                 result = self._as_error(result)
             _resolve(future, result)
+        # After the results are out: exporting metrics must not delay the batch's requests.
+        metrics.BATCH_SIZE.record(len(items), model=self.name)
+        metrics.PADDING_EFFICIENCY.record(padding_efficiency(items), model=self.name)
+        metrics.BATCH_LATENCY.record(seconds, model=self.name)
 
     def _infer_isolated(self, payloads: Sequence[Any]) -> list[Any]:
         try:

@@ -61,7 +61,7 @@ class SpeechMeter:
     def ready(self, item: SpeechItem) -> None:
         """``item`` went through all its stages: its audio is final."""
         now = time.monotonic()
-        self._last_ready = now if self._last_ready is None else max(self._last_ready, now)
+        self._last_ready = now
         if item.index == 0:
             metrics.TIME_TO_FIRST_AUDIO.record(
                 now - self._ctx.started,
