@@ -2,15 +2,17 @@
 
 Upstream runs the generator without masks, so in a padded batch the activations of the padding
 (non-zero after ``conv_pre``'s bias and the speaker term) leak into the last frames of shorter
-items. Here every convolution sees its input multiplied by the item's mask at that stage's
-resolution: zeros past an item's end reproduce exactly the zero padding the convolution sees
-when the item runs alone. That holds for the transposed convolutions too, because an output
-sample near position ``u * L`` only receives contributions from inputs before ``L``.
+items. Here every convolution sees its input zeroed past the item's end at that stage's
+resolution (multiplied by the mask, or for a batch of one, its tail zeroed): zeros past an
+item's end reproduce exactly the zero padding the convolution sees when the item runs alone.
+That holds for the transposed convolutions too, because an output sample near position
+``u * L`` only receives contributions from inputs before ``L``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -20,21 +22,46 @@ from torch import Tensor, nn
 from harmonyspeech.models.melo.conv import Conv
 from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
 
-CPU_DECODER_WINDOW = 1024
-"""Most frames per decoder window on CPU (~12 s of MeloTTS audio). Up to about 1000 frames one
-pass was fastest on the real decoder (2 cores, 32 MiB L3) and windows only add context frames;
-beyond, one pass spills out of the caches (``python -m benchmarks melo``, long-item rows: 1.34x
-real time in one pass, 2.30x in windows)."""
+CPU_DECODER_WINDOW = 512
+"""Frames per decoder window on CPU (~6 s of MeloTTS audio). Longer inputs spill the decoder's
+activations out of the caches (2 cores, 32 MiB L3): two long sentences (301 and 601 tokens)
+measured 1.4-1.6x real time in windows of 1024 frames, 2.0-2.4x in windows of 256-512; inputs of
+450-900 frames measured the same in one pass as in windows of 384 or 512 once warm (the
+benchmark's real-size decoder; ``python -m benchmarks melo`` has the long-item rows)."""
 
 LRELU_SLOPE = 0.1
 # Upstream applies F.leaky_relu with its default slope before conv_post, not LRELU_SLOPE.
 FINAL_LRELU_SLOPE = 0.01
 
 
-def _masked_(x: Tensor, mask: Tensor | None) -> Tensor:
+FrameMask = Tensor | int | None
+"""Where the items end at a stage's resolution: a ``[B, 1, T]`` (or ``[B, 1, 1, T]``) 0/1
+mask, or for a batch of one the number of valid samples (see :func:`_prefix_length`), or None
+when nothing is padded."""
+
+
+def _masked_(x: Tensor, mask: FrameMask) -> Tensor:
     """Zero ``x`` past each item's end, in place: only ever applied to fresh intermediates,
     because the decoder's tensors are big and every extra copy costs memory bandwidth."""
-    return x if mask is None else x.mul_(mask)
+    if mask is None:
+        return x
+    if isinstance(mask, int):
+        x[..., mask:].zero_()
+        return x
+    return x.mul_(mask)
+
+
+def _prefix_length(mask: Tensor | None) -> FrameMask:
+    """A batch of one's mask as its count of valid frames, when it masks only a tail.
+
+    Zeroing the tail touches only the padding (a contiguous block in the channels-last layout),
+    where multiplying by the mask reads and writes the whole activation before every
+    convolution; on CPU the decoder runs item by item, padded only to a bucketed length.
+    """
+    if mask is None or mask.shape[0] != 1:
+        return mask
+    valid = int(mask.sum())
+    return valid if bool(mask[..., :valid].all()) else mask
 
 
 class ResBlock1(nn.Module):
@@ -47,7 +74,7 @@ class ResBlock1(nn.Module):
         )
         self.convs2 = nn.ModuleList(_resblock_conv(channels, kernel_size, 1) for _ in dilations)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mask: FrameMask) -> Tensor:
         for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
             y = conv1(_masked_(F.leaky_relu(x, LRELU_SLOPE), mask))
             y = _masked_(F.leaky_relu_(y, LRELU_SLOPE), mask)
@@ -165,38 +192,48 @@ class Generator(nn.Module):
         if self.channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             mask = None if mask is None else mask.unsqueeze(2)
+        frames: FrameMask = _prefix_length(mask)
         for i, (up, rate) in enumerate(zip(self.ups, self.upsample_rates, strict=True)):
-            x = up(_masked_(F.leaky_relu_(x, LRELU_SLOPE), mask))
-            mask = None if mask is None else mask.repeat_interleave(rate, dim=-1)
-            x = self._stage(i, x, mask)
-        x = self.conv_post(_masked_(F.leaky_relu_(x, FINAL_LRELU_SLOPE), mask))
+            x = up(_masked_(F.leaky_relu_(x, LRELU_SLOPE), frames))
+            frames = _upsampled(frames, rate)
+            x = self._stage(i, x, frames)
+        x = self.conv_post(_masked_(F.leaky_relu_(x, FINAL_LRELU_SLOPE), frames))
         x = torch.tanh_(x)
         return x.squeeze(2) if self.channels_last else x
 
     def forward_windowed(
-        self, z: Tensor, g: Tensor | None, mask: Tensor | None, window: int
+        self,
+        z: Tensor,
+        g: Tensor | None,
+        mask: Tensor | None,
+        window: int,
+        rounded: Callable[[int], int] | None = None,
     ) -> Tensor:
-        """:meth:`forward` over windows of at most ``window`` frames (as equal as possible),
-        each decoded with :meth:`receptive_radius` frames of context on both sides and cropped
-        to its own samples.
+        """:meth:`forward` over windows of ``window`` frames (the last one shorter), each
+        decoded with :meth:`receptive_radius` frames of context on both sides and cropped to
+        its own samples.
 
         The same samples as one pass (only rounding differs), because no output sample depends
         on frames further away than the radius; but on CPU much faster for long inputs, whose
         activations (16 channels x 512 samples per frame in the last stage) would otherwise
-        spill out of the caches (see ``CPU_DECODER_WINDOW``).
+        spill out of the caches (see ``CPU_DECODER_WINDOW``). Every window but those that reach
+        the end has one of two lengths, so oneDNN reuses their kernels across inputs; the ones
+        that reach the end are zero-padded (and masked) to ``rounded(length)`` frames when
+        ``rounded`` is given, for the same reason.
         """
         total = z.shape[-1]
         if total <= window:
             return self(z, g, mask)
         halo = self.receptive_radius()
         hop = math.prod(self.upsample_rates)
-        size = math.ceil(total / math.ceil(total / window))
         pieces = []
-        for start in range(0, total, size):
-            stop = min(start + size, total)
+        for start in range(0, total, window):
+            stop = min(start + window, total)
             lo, hi = max(0, start - halo), min(total, stop + halo)
-            part_mask = None if mask is None else mask[..., lo:hi]
-            wave = self(z[..., lo:hi], g, part_mask)
+            part, part_mask = z[..., lo:hi], None if mask is None else mask[..., lo:hi]
+            if rounded is not None and hi == total:
+                part, part_mask = _padded(part, part_mask, rounded(hi - lo))
+            wave = self(part, g, part_mask)
             pieces.append(wave[..., (start - lo) * hop : (stop - lo) * hop])
         return torch.cat(pieces, dim=-1)
 
@@ -218,12 +255,28 @@ class Generator(nn.Module):
             radius = math.ceil(radius / up.stride) + math.ceil(up.kernel_size / up.stride)
         return radius + self.conv_pre.padding[0]
 
-    def _stage(self, index: int, x: Tensor, mask: Tensor | None) -> Tensor:
+    def _stage(self, index: int, x: Tensor, mask: FrameMask) -> Tensor:
         blocks = self.resblocks[index * self.n_kernels : (index + 1) * self.n_kernels]
         total = blocks[0](x, mask)
         for block in blocks[1:]:
             total.add_(block(x, mask))
         return total.div_(self.n_kernels)
+
+
+def _padded(z: Tensor, mask: Tensor | None, frames: int) -> tuple[Tensor, Tensor | None]:
+    """``z`` and its mask zero-padded to ``frames``."""
+    extra = frames - z.shape[-1]
+    if extra <= 0:
+        return z, mask
+    if mask is None:
+        mask = z.new_ones(z.shape[0], 1, z.shape[-1])
+    return F.pad(z, (0, extra)), F.pad(mask, (0, extra))
+
+
+def _upsampled(mask: FrameMask, rate: int) -> FrameMask:
+    if isinstance(mask, Tensor):
+        return mask.repeat_interleave(rate, dim=-1)
+    return None if mask is None else mask * rate
 
 
 class DecoderShape(Protocol):

@@ -9,7 +9,7 @@ decoder is masked. A padded batch therefore computes what each item computes alo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -210,9 +210,11 @@ class MeloNetwork(nn.Module):
                 Results do not depend on it; on CPU 1 is fastest (no padding, smaller working
                 set), on GPUs the whole batch.
             bucket_lengths: Pad token and frame lengths up to a few fixed sizes (at most
-                12.5% more) so that tensor shapes repeat across calls (for shape-keyed kernel
-                caches, e.g. cuDNN autotuning). On CPU it measured neutral in steady state and
-                costs its padding, hence off by default. Results do not depend on it.
+                12.5% more) so that tensor shapes repeat across calls, for shape-keyed kernel
+                caches: oneDNN builds its convolution kernels for each input length (a new
+                length costs about a sixth of a decoder pass) and keeps the last 1024, about
+                20-50 MiB per decoder length, so without buckets every sentence pays for new
+                kernels on CPU; cuDNN autotuning on GPUs. Results do not depend on it.
             decoder_window: Decode longer inputs in windows of at most this many frames (see
                 ``Generator.forward_windowed``; None: in one pass). Results do not depend on
                 it; on CPU it keeps long sentences from spilling out of the caches.
@@ -256,20 +258,32 @@ class MeloNetwork(nn.Module):
             # padded only to the group's longest item: padding a short item to a long batch
             # mate's length cost several times its own work on CPU.
             z = self.flow.inverse(z_p[index, :, :n_frames], mask, g[index])
-            wave = self._decode(z, g[index], mask, decoder_window)
+            wave = self._decode(z, g[index], mask, decoder_window, rounded)
             audio[index, : wave.shape[1]] = wave
         return NetworkOutput(audio, frames, durations[:, 0, :n_tokens].long())
 
-    def _decode(self, z: Tensor, g: Tensor, y_mask: Tensor, window: int | None) -> Tensor:
+    def _decode(
+        self,
+        z: Tensor,
+        g: Tensor,
+        y_mask: Tensor,
+        window: int | None,
+        rounded: Callable[[int], int],
+    ) -> Tensor:
         # The decoder may run in a lower precision than the rest (see prepare_for_inference);
         # durations, and so every item's length, are always computed in full precision.
         dtype = self.dec.conv_pre.weight.dtype
+        if window is not None and z.shape[-1] > window:
+            # Windows get their own padding (see Generator.forward_windowed): decoding the
+            # group's bucket padding as well would only add work.
+            longest = int(y_mask.sum(dim=-1).max())
+            z, y_mask = z[..., :longest], y_mask[..., :longest]
         mask = None if bool(y_mask.all()) else y_mask.to(dtype)
         z, g = (z * y_mask).to(dtype), g.to(dtype)
         if window is None:
             audio = self.dec(z, g, mask)
         else:
-            audio = self.dec.forward_windowed(z, g, mask, window)
+            audio = self.dec.forward_windowed(z, g, mask, window, rounded)
         return audio.squeeze(1).float()
 
     def _log_durations(

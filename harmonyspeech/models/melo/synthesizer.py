@@ -51,7 +51,8 @@ class MeloSynthesizer:
             ``"auto"``: 1 on CPU (faster there), the whole batch elsewhere. Results never
             depend on it.
         bucket_lengths: Pad lengths to a few fixed sizes so shapes repeat (see
-            ``MeloNetwork.infer``); off by default, neutral on CPU. Results never depend on it.
+            ``MeloNetwork.infer``); ``"auto"``: on CPU, where every new length costs oneDNN
+            new convolution kernels, off elsewhere. Results never depend on it.
         decoder_window: Decode long items in windows of this many frames (see
             ``MeloNetwork.infer``); ``"auto"``: ``CPU_DECODER_WINDOW`` on CPU, where long
             items otherwise spill out of the caches, one pass elsewhere. Results never depend
@@ -68,20 +69,21 @@ class MeloSynthesizer:
         hparams: MeloHParams,
         *,
         decoder_batch_size: int | str | None = "auto",
-        bucket_lengths: bool = False,
+        bucket_lengths: bool | str = "auto",
         decoder_window: int | str | None = "auto",
     ):
         self.network = network
-        self.bucket_lengths = bucket_lengths
         self.hparams = hparams
         self._device = network.emb_g.weight.device
+        on_cpu = self._device.type == "cpu"
+        self.bucket_lengths = on_cpu if bucket_lengths == "auto" else bool(bucket_lengths)
         if decoder_batch_size == "auto":
             # Measured: on CPU the flow and decoder are compute-bound and batching only adds
             # padding and cache misses, so they run item by item after the batched front half.
-            decoder_batch_size = 1 if self._device.type == "cpu" else None
+            decoder_batch_size = 1 if on_cpu else None
         self.decoder_batch_size = decoder_batch_size
         if decoder_window == "auto":
-            decoder_window = CPU_DECODER_WINDOW if self._device.type == "cpu" else None
+            decoder_window = CPU_DECODER_WINDOW if on_cpu else None
         self.decoder_window = decoder_window
 
     @classmethod
@@ -93,7 +95,7 @@ class MeloSynthesizer:
         dtype: torch.dtype | str = torch.float32,
         channels_last: bool | None = None,
         decoder_batch_size: int | str | None = "auto",
-        bucket_lengths: bool = False,
+        bucket_lengths: bool | str = "auto",
         decoder_window: int | str | None = "auto",
     ) -> MeloSynthesizer:
         """Load ``config.json`` + ``checkpoint.pth`` from a directory.

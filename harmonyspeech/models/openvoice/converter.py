@@ -23,7 +23,7 @@ from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
-from harmonyspeech.models.melo.network import length_groups, sequence_mask
+from harmonyspeech.models.melo.network import bucket_length, length_groups, sequence_mask
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
 from harmonyspeech.models.openvoice.network import ConverterNetwork
 from harmonyspeech.models.openvoice.spectrogram import linear_spectrogram
@@ -80,6 +80,9 @@ class ToneColorConverter:
         self.batch_size: int | None = batch_size  # type: ignore[assignment]
         # Long utterances decode in windows on CPU, as MeloTTS's (see Generator.forward_windowed).
         self.decoder_window = CPU_DECODER_WINDOW if self.device.type == "cpu" else None
+        # Passes padded to a few lengths on CPU, so that oneDNN's per-length convolution kernels
+        # are reused across requests (see ``bucket_lengths`` of MeloNetwork.infer).
+        self.bucket_lengths = self.device.type == "cpu"
 
     @property
     def sample_rate(self) -> int:
@@ -169,7 +172,7 @@ class ToneColorConverter:
         """One padded, masked forward pass."""
         specs = [self.spectrogram(item.audio) for item in items]
         frames = [spec.shape[-1] for spec in specs]
-        longest = max(frames)
+        longest = bucket_length(max(frames)) if self.bucket_lengths else max(frames)
         dtype = self.network.dec.conv_pre.weight.dtype
         batch = torch.zeros(len(items), specs[0].shape[0], longest, device=self.device, dtype=dtype)
         for row, spec in zip(batch, specs, strict=True):

@@ -82,6 +82,37 @@ def test_decoder_masks_stop_the_padding_leak(tiny_synth: MeloSynthesizer) -> Non
     assert (unmasked - alone).abs().max() > 1e-3
 
 
+@torch.inference_mode()
+def test_padded_item_alone_equals_unpadded(tiny_synth: MeloSynthesizer) -> None:
+    """A batch of one padded to a bucket (its tail zeroed, not multiplied by the mask) decodes
+    exactly as the unpadded item, and as the same item masked in a batch of two."""
+    decoder = tiny_synth.network.dec
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(1, 16, 25, generator=gen)
+    g = torch.randn(1, 16, 1, generator=gen)
+    padded = torch.nn.functional.pad(z, (0, 15))
+    mask = (torch.arange(40) < 25).float().view(1, 1, -1)
+    alone = decoder(z, g)[0, 0]
+    tail_zeroed = decoder(padded, g, mask)[0, 0]
+    pair_mask = torch.cat([mask, torch.ones_like(mask)])
+    multiplied = decoder(padded.repeat(2, 1, 1), g.repeat(2, 1, 1), pair_mask)[0, 0]
+    assert (tail_zeroed[: alone.shape[0]] - alone).abs().max() <= 1e-5
+    assert (multiplied[: alone.shape[0]] - alone).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("noise", [NO_NOISE, SEEDED_NOISE], ids=["no-noise", "seeded"])
+def test_bucketed_lengths_equal_exact_lengths(tiny_checkpoint: Path, noise: dict) -> None:
+    """Bucketing (the CPU default) pads tokens and frames; no sample may change."""
+    bucketed = MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint)
+    exact = MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint, bucket_lengths=False)
+    assert bucketed.bucket_lengths and not exact.bucket_lengths
+    items = _items(**noise)
+    outputs = [*bucketed.synthesize(items), *(bucketed.synthesize([i])[0] for i in items)]
+    expected = exact.synthesize(items) * 2
+    for index, (b, e) in enumerate(zip(outputs, expected, strict=True)):
+        assert max_abs_diff(b, e) <= TOLERANCE, f"output {index}"
+
+
 def test_output_length_is_frames_times_hop(tiny_synth: MeloSynthesizer) -> None:
     items = _items(noise_scale=0.5, noise_scale_w=0.5)
     with torch.inference_mode():

@@ -9,6 +9,7 @@ import torch
 
 from harmonyspeech.models.melo import MeloSynthesizer
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
+from harmonyspeech.models.melo.network import bucket_length
 from tests.unit.melo.helpers import make_item, max_abs_diff
 
 
@@ -37,24 +38,45 @@ def test_no_sample_depends_on_frames_beyond_the_radius(decoder) -> None:
     assert int(differs.max()) < (61 + radius) * hop
 
 
+ROUNDINGS = [pytest.param(None, id="exact-last-window"), pytest.param(bucket_length, id="bucketed")]
+
+
+@pytest.mark.parametrize("rounded", ROUNDINGS)
 @pytest.mark.parametrize("window", [7, 20, 64])
 @torch.inference_mode()
-def test_windowed_equals_one_pass(decoder, window: int) -> None:
+def test_windowed_equals_one_pass(decoder, window: int, rounded) -> None:
     z, g = _latents(1, 100, seed=window)
     whole = decoder(z, g)
-    windowed = decoder.forward_windowed(z, g, None, window)
+    windowed = decoder.forward_windowed(z, g, None, window, rounded)
     assert windowed.shape == whole.shape
     assert float((windowed - whole).abs().max()) <= 1e-5
 
 
+@pytest.mark.parametrize("rounded", ROUNDINGS)
 @torch.inference_mode()
-def test_windowed_keeps_the_padding_masks(decoder) -> None:
+def test_windowed_keeps_the_padding_masks(decoder, rounded) -> None:
     z, g = _latents(2, 90, seed=3)
     mask = (torch.arange(90) < torch.tensor([[55], [90]])).float().unsqueeze(1)
     z = z * mask
     whole = decoder(z, g, mask)
-    windowed = decoder.forward_windowed(z, g, mask, 25)
+    windowed = decoder.forward_windowed(z, g, mask, 25, rounded)
     assert float((windowed - whole).abs().max()) <= 1e-5
+
+
+def test_windows_reuse_their_lengths(decoder) -> None:
+    """Inputs of different lengths decode in windows of the same few lengths."""
+    lengths = set()
+    handle = decoder.register_forward_hook(lambda _m, args, _o: lengths.add(args[0].shape[-1]))
+    try:
+        with torch.inference_mode():
+            for frames in (97, 101, 110):
+                decoder.forward_windowed(*_latents(1, frames), None, 30, bucket_length)
+    finally:
+        handle.remove()
+    halo = decoder.receptive_radius()
+    # First and middle windows carry context on one and two sides; the last is bucketed.
+    assert {30 + halo, 30 + 2 * halo} < lengths
+    assert all(length == bucket_length(length) for length in lengths - {30 + halo, 30 + 2 * halo})
 
 
 def test_short_inputs_take_one_pass(decoder) -> None:

@@ -134,6 +134,19 @@ def test_windowed_decoding_equals_one_pass(checkpoint: Path) -> None:
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
+def test_bucketed_lengths_equal_exact_lengths(checkpoint: Path) -> None:
+    """On CPU each pass is padded to a bucketed length; no sample may change."""
+    converter = ToneColorConverter.from_checkpoint_dir(checkpoint)
+    assert converter.bucket_lengths  # the CPU default
+    se = np.linspace(-0.1, 0.1, 256)
+    items = [ConversionItem(_speech(s, n), se, -se, seed=n) for n, s in enumerate([0.3, 1.1])]
+    bucketed = converter.convert(items)
+    converter.bucket_lengths = False
+    for item, out, exact in zip(items, bucketed, converter.convert(items), strict=True):
+        assert out.shape == exact.shape == ((item.audio.size // 256) * 256,)
+        np.testing.assert_allclose(out, exact, atol=1e-4)
+
+
 def test_batched_conversion_is_exact_in_double_precision(checkpoint: Path) -> None:
     """The float32 differences above are rounding: in float64 the masks make batching exact."""
     converter = ToneColorConverter.from_checkpoint_dir(checkpoint, batch_size=None)
