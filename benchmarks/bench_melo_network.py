@@ -27,11 +27,10 @@ Rows, all on the same items and weights:
   (``decoder_window``, the CPU default); their ``speedup`` is against the baseline's corpus.
 
 Throughput is audio seconds per wall second (``x_realtime``; its inverse is the real-time
-factor). Every variant runs its whole pass once untimed first, so every row is measured with
-the same caches (``bench_tts_e2e`` compares first and repeated passes over its sentences).
-Also reported:
-the largest difference between our waveforms and upstream's (same seeds), and between batched
-and batch-1 waveforms.
+factor). Every variant but the unseen-lengths row runs its whole pass once untimed first, so
+those rows are measured with the same caches (``bench_tts_e2e`` compares first and repeated
+passes over its sentences). Also reported: the largest difference between our waveforms and
+upstream's (same seeds), and between batched and batch-1 waveforms.
 
 Run: ``python -m benchmarks melo [--quick]`` (or ``make bench`` for all).
 """
