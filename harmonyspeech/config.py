@@ -11,9 +11,10 @@ its description (``use_attribute_docstrings``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -293,8 +294,8 @@ class MeloTTSOptions(StrictModel):
 
     decoder_batch_size: int | None = Field(None, ge=1)
     """Most items the per-frame half (flow and decoder) runs at once; None: the synthesizer's
-    measured default (one at a time on CPU, the whole batch on GPU). Results never depend on
-    it."""
+    measured default (one at a time on CPU, groups of 64 similar lengths on GPU). Results never
+    depend on it."""
 
     random_size: Literal["tiny", "real"] = "real"
     """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""
@@ -483,8 +484,14 @@ class RateLimitsConfig(StrictModel):
     ``redis`` (shared by every ingress replica)."""
 
     redis_url: str | None = None
-    """Redis to keep the buckets in (``redis://host:6379/0``, ``rediss://`` for TLS); required
-    with ``backend: redis``."""
+    """Redis to keep the buckets in (``redis://host:6379/0``, ``rediss://`` for TLS); with
+    ``backend: redis``, this or ``redis_url_env`` is required."""
+
+    redis_url_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of an environment variable holding the Redis URL instead, so a password stays out
+    of the config file and of the deployment's arguments; read by each ingress replica when it
+    starts, so it must be set where they run (``harmonyspeech serve``'s environment, which its
+    embedded Ray inherits, or each cluster node's ``ray start``)."""
 
     redis_prefix: str = Field("harmonyspeech:ratelimit", min_length=1)
     """Namespace of the bucket keys in Redis; idle buckets expire by themselves."""
@@ -518,9 +525,26 @@ class RateLimitsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> RateLimitsConfig:
-        if self.backend == "redis" and not self.redis_url:
-            raise ValueError("backend 'redis' needs redis_url")
+        if self.backend == "redis" and not (self.redis_url or self.redis_url_env):
+            raise ValueError("backend 'redis' needs redis_url or redis_url_env")
+        if self.redis_url and self.redis_url_env:
+            raise ValueError("set redis_url or redis_url_env, not both")
         return self
+
+    def resolved_redis_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """The Redis URL: ``redis_url``, or the value of the variable ``redis_url_env`` names.
+
+        Raises:
+            ConfigError: That variable is unset or empty.
+        """
+        if self.redis_url:
+            return self.redis_url
+        assert self.redis_url_env is not None  # the validator requires one of the two
+        url = (os.environ if environ is None else environ).get(self.redis_url_env, "")
+        if not url:
+            problem = f"environment variable {self.redis_url_env} is not set"
+            raise ConfigError([("server.rate_limits.redis_url_env", problem)])
+        return url
 
 
 class RayConfig(StrictModel):

@@ -227,9 +227,10 @@ class RateLimiter:
         if config.backend == "redis":
             from harmonyspeech.api.ratelimit_redis import RedisBuckets
 
-            assert config.redis_url is not None  # the config validator requires it
             store = RedisBuckets(
-                config.redis_url, prefix=config.redis_prefix, timeout_s=config.redis_timeout_s
+                config.resolved_redis_url(),
+                prefix=config.redis_prefix,
+                timeout_s=config.redis_timeout_s,
             )
         else:
             store = MemoryBuckets(clock or time.monotonic)

@@ -32,6 +32,9 @@ def start(config: EngineConfig) -> str:
     metrics_port = server.ray.metrics_export_port if embedded else None
     if metrics_port is not None:
         ensure_port_free(metrics_port)
+    limits = server.rate_limits
+    if embedded and limits.enabled and limits.backend == "redis":
+        limits.resolved_redis_url()  # fail before Ray starts: its replicas inherit our environment
     ray.init(
         # "local" always starts our own Ray: a bare ray.init() would join any cluster that
         # `ray start` once ran on this machine (even a dead one, and then hang).

@@ -219,7 +219,31 @@ def test_several_ingress_replicas_fine_with_redis_or_without_limits() -> None:
 
 def test_redis_backend_needs_a_url() -> None:
     [(path, message)] = problems(with_server(rate_limits={"backend": "redis"}))
-    assert path == "server.rate_limits" and "redis_url" in message
+    assert path == "server.rate_limits" and "redis_url or redis_url_env" in message
+
+
+def test_redis_url_from_the_named_environment_variable() -> None:
+    limits = cfg.RateLimitsConfig(backend="redis", redis_url_env="RATE_REDIS")
+    assert limits.resolved_redis_url({"RATE_REDIS": "redis://r:6379/1"}) == "redis://r:6379/1"
+    for environ in ({}, {"RATE_REDIS": ""}):
+        with pytest.raises(ConfigError) as info:
+            limits.resolved_redis_url(environ)
+        [(path, message)] = info.value.problems
+        assert path == "server.rate_limits.redis_url_env" and "RATE_REDIS is not set" in message
+    plain = cfg.RateLimitsConfig(backend="redis", redis_url="redis://r:6379/0")
+    assert plain.resolved_redis_url({}) == "redis://r:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("limits", "fragment"),
+    [
+        ({"redis_url": "redis://r:6379/0", "redis_url_env": "R"}, "not both"),
+        ({"redis_url_env": "not a name"}, "must match"),
+    ],
+)
+def test_redis_url_env_is_checked(limits: dict, fragment: str) -> None:
+    [(_, message)] = problems(with_server(rate_limits={"backend": "redis", **limits}))
+    assert fragment in message
 
 
 def test_rate_limit_values_and_override_keys_are_checked() -> None:

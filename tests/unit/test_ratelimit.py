@@ -288,6 +288,25 @@ async def test_redis_going_down_is_a_clean_503(tmp_path: Path) -> None:
     await limiter.aclose()
 
 
+async def test_redis_url_read_from_the_environment(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_RATE_REDIS_URL", redis_server.url)
+    config = RateLimitsConfig(
+        requests_per_minute=1,
+        backend="redis",
+        redis_url_env="TEST_RATE_REDIS_URL",
+        redis_prefix=f"test:{uuid.uuid4().hex}",
+    )
+    limiter = RateLimiter.from_config(config)
+    assert limiter is not None
+    client = limiter.client(key_hash=hash_key("k"), address=None)
+    await limiter.admit(client)
+    with pytest.raises(RateLimitError):  # the second request in the minute: Redis counted one
+        await limiter.admit(client)
+    await limiter.aclose()
+
+
 async def test_redis_down_can_be_allowed_through(tmp_path: Path) -> None:
     pytest.importorskip("redis")
     config = RateLimitsConfig(
