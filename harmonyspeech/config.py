@@ -167,7 +167,8 @@ class ModelConfigBase(StrictModel):
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
 
     dtype: DType = "float32"
-    """Compute dtype; ``auto`` picks the family's fastest exact choice for the device."""
+    """Compute dtype; ``auto`` picks the family's fastest choice for the device whose batches
+    stay exact (MeloTTS: a bfloat16 decoder on CPUs with native bf16, float32 elsewhere)."""
 
     num_threads: int | None = Field(None, ge=1)
     """Intra-op threads for this model's runtime; None: one per reserved CPU (at least 1)."""

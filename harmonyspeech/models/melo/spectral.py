@@ -34,6 +34,18 @@ MIN_SPECTRAL_WORK = 896
 the decoder's shapes: 256 channels gain 1.4x with 7 taps and 2.2x with 11, 128 channels 1.2x
 and 1.7x, 64 channels with 11 taps only break even)."""
 
+SPECTRAL_CPU_CAPABILITIES = frozenset({"AVX2"})
+"""The CPUs (``torch.backends.cpu.get_cpu_capability()``) where the FFT path was measured
+faster: AVX2 (the figures above, on 2 Zen 3 cores). With AVX-512, whose direct convolutions
+do twice the work per instruction, the real-size MeloTTS network ran 6.8-7.0x real time
+without the FFT path and 5.7-6.1x with it (2 cores); raising ``MIN_SPECTRAL_WORK`` to keep only
+the 256-channel layers measured 6.3-6.6x."""
+
+
+def spectral_pays_off() -> bool:
+    """Whether this CPU runs the decoder's wide convolutions faster through the FFT."""
+    return torch.backends.cpu.get_cpu_capability() in SPECTRAL_CPU_CAPABILITIES
+
 
 @dataclass(frozen=True)
 class SpectralKernel:

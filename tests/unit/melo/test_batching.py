@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harmonyspeech.models.melo import InvalidItemError, MeloSynthesizer
+from harmonyspeech.models.melo.generator import ItemEnds, _masked_, _prefix_length, _upsampled
 from harmonyspeech.models.melo.network import PerItemNoise
 from tests.unit.melo.helpers import make_item, max_abs_diff
 
@@ -50,6 +51,7 @@ SEEDED_NOISE = dict(noise_scale=0.667, noise_scale_w=0.8)
         pytest.param(
             dict(decoder_batch_size=2, bucket_lengths=True), SEEDED_NOISE, id="by-2-bucketed"
         ),
+        pytest.param(dict(dtype="bfloat16"), SEEDED_NOISE, id="bfloat16-decoder-seeded"),
     ],
 )
 def test_batch_equals_items_run_alone(tiny_checkpoint: Path, options: dict, noise: dict) -> None:
@@ -181,3 +183,23 @@ def test_frames_estimate_scales_with_tokens_and_speed(tiny_synth: MeloSynthesize
     short, long_, slow = (make_item(11), make_item(41), make_item(11, length_scale=2.0))
     assert tiny_synth.frames_estimate(long_) > tiny_synth.frames_estimate(short)
     assert tiny_synth.frames_estimate(slow) == pytest.approx(2 * tiny_synth.frames_estimate(short))
+
+
+@pytest.mark.parametrize("layout", ["channels-first", "channels-last"])
+def test_zeroing_item_tails_equals_multiplying_by_the_mask(layout: str) -> None:
+    x = torch.randn(3, 4, 10, generator=torch.Generator().manual_seed(2))
+    mask = (torch.arange(10) < torch.tensor([[10], [6], [1]])).float().unsqueeze(1)
+    if layout == "channels-last":
+        x, mask = x.unsqueeze(2).contiguous(memory_format=torch.channels_last), mask.unsqueeze(2)
+    ends = _prefix_length(mask)
+    assert isinstance(ends, ItemEnds) and ends.lengths.tolist() == [10, 6, 1]
+    assert torch.equal(_masked_(x.clone(), ends), x * mask)
+    upsampled = _upsampled(ends, 3)
+    wide = x.repeat_interleave(3, dim=-1)
+    assert torch.equal(_masked_(wide.clone(), upsampled), wide * mask.repeat_interleave(3, -1))
+
+
+def test_a_mask_with_holes_is_multiplied() -> None:
+    mask = torch.tensor([[[1.0, 0.0, 1.0, 0.0]], [[1.0, 1.0, 0.0, 0.0]]])
+    assert _prefix_length(mask) is mask
+    assert _prefix_length(mask[1:]) == 2

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from harmonyspeech.models.melo import MeloSynthesizer
+from harmonyspeech.models.melo.checkpoint import build_network
 from harmonyspeech.models.melo.conv import Conv, fold_weight_norm
 from harmonyspeech.models.melo.fixtures import melo_config
 from harmonyspeech.models.melo.generator import build_generator
@@ -95,6 +96,17 @@ def test_real_decoder_sends_its_measured_winners_through_the_fft() -> None:
         if isinstance(conv, Conv) and conv.spectral is not None
     }
     assert chosen == {(256, 7), (256, 11), (128, 7), (128, 11)}
+
+
+@pytest.mark.parametrize(("capability", "expected"), [("AVX2", 24), ("AVX512", 0), ("DEFAULT", 0)])
+def test_fft_path_only_on_cpus_where_it_measured_faster(
+    monkeypatch: pytest.MonkeyPatch, capability: str, expected: int
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    network = build_network(MeloHParams.from_dict(melo_config("real")), n_speakers=2)
+    network.prepare_for_inference(channels_last=True)
+    convs = [conv for conv in network.dec.modules() if isinstance(conv, Conv)]
+    assert sum(conv.spectral is not None for conv in convs) == expected
 
 
 def test_spectral_convolutions_need_channels_last(tiny_synth: MeloSynthesizer) -> None:
