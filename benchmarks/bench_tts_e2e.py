@@ -9,8 +9,9 @@ part by part, one sentence at a time (a single client, no batching):
 * the frontend with a vocabulary that holds every benchmark word, as bert-base-uncased does.
 
 Two passes over the sentences: the first meets every sequence length for the first time (what a
-server sees, in case kernels are built per shape), the second runs them again. Throughput
-is audio seconds per wall second (``x_realtime``; the real-time factor is its inverse).
+server sees, in case kernels are built per shape), the second runs them again; both again with
+the network's decoder in bfloat16 (``dtype``; fast on CPUs with native bf16). Throughput is
+audio seconds per wall second (``x_realtime``; the real-time factor is its inverse).
 
 The ``validate`` stage's cost comes last: Whisper with the real ``tiny`` dimensions (random
 weights, int8, as ``bench_whisper``) transcribes each synthesised sentence, decoding a fixed 30
@@ -118,7 +119,9 @@ def validation_seconds(sentences: list[str], tmp: Path) -> float:
     return time.perf_counter() - started
 
 
-def single_stream(sentences: list[str], parts: tuple, *, use_bert: bool, label: str) -> dict:
+def single_stream(
+    sentences: list[str], parts: tuple, *, use_bert: bool, label: str, decoder: str = "float32"
+) -> dict:
     totals = dict.fromkeys(PARTS, 0.0)
     audio_s = 0.0
     for index, text in enumerate(sentences):
@@ -129,6 +132,7 @@ def single_stream(sentences: list[str], parts: tuple, *, use_bert: bool, label: 
     wall = sum(totals.values())
     return {
         "pass": label,
+        "decoder": decoder,
         "bert": "on" if use_bert else "off (zeros)",
         "sentences": len(sentences),
         "audio_s": audio_s,
@@ -155,12 +159,22 @@ def run(quick: bool = False) -> BenchResult:
         ]
         if not quick:
             rows.append(single_stream(sentences, parts, use_bert=False, label="third (warm)"))
+        # The checkpoint that build() wrote, with the decoder in bfloat16 (``dtype``): fast on
+        # CPUs with native bf16 (AVX512-BF16, AMX), rounding differently from float32.
+        half = MeloSynthesizer.from_checkpoint_dir(Path(tmp), dtype="bfloat16")
+        half_parts = (*parts[:2], half, parts[3])
+        for label in ("first (new shapes)", "second (warm)"):
+            rows.append(
+                single_stream(sentences, half_parts, use_bert=True, label=label, decoder="bfloat16")
+            )
         validate_s = validation_seconds(sentences, Path(tmp))
     first, warm = rows[0], rows[1]
     summary = {
         "torch_threads": threads,
         "x_realtime_single_stream_new_shapes": first["x_realtime"],
         "x_realtime_single_stream_warm": warm["x_realtime"],
+        "x_realtime_single_stream_bfloat16_decoder_new_shapes": rows[-2]["x_realtime"],
+        "x_realtime_single_stream_bfloat16_decoder_warm": rows[-1]["x_realtime"],
         "target_x_realtime": 6.0,
         "validate_ms_per_sentence": 1000 * validate_s / len(sentences),
         "validation_overhead": validate_s / warm["wall_s"],

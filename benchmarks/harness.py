@@ -36,7 +36,7 @@ class BenchResult:
     def table(self) -> str:
         if not self.rows:
             return f"{self.name}: no rows"
-        columns = list(self.rows[0])
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
         cells = [[_fmt(row.get(c)) for c in columns] for row in self.rows]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
