@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harmonyspeech.models.melo.conv import Conv
-from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK
+from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK, spectral_pays_off
 
 CPU_DECODER_WINDOW = 512
 """Frames per decoder window on CPU (~6 s of MeloTTS audio). Longer inputs spill the decoder's
@@ -223,6 +223,13 @@ class Generator(nn.Module):
         for conv in chosen:
             conv.use_spectral()
         return len(chosen)
+
+    def use_spectral_convolutions_where_faster(self) -> int:
+        """:meth:`use_spectral_convolutions` on a CPU where the FFT path measured faster
+        (``spectral_pays_off``); nothing elsewhere. Returns how many convolutions use it."""
+        if self.conv_pre.weight.device.type != "cpu" or not spectral_pays_off():
+            return 0
+        return self.use_spectral_convolutions()
 
     def forward(self, z: Tensor, g: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Decode latent frames.

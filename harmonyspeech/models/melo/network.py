@@ -27,7 +27,6 @@ from harmonyspeech.models.melo.flow import TransformerCouplingBlock
 from harmonyspeech.models.melo.generator import build_generator
 from harmonyspeech.models.melo.hparams import MeloHParams
 from harmonyspeech.models.melo.posterior import PosteriorEncoder
-from harmonyspeech.models.melo.spectral import spectral_pays_off
 from harmonyspeech.models.melo.text_encoder import TextEncoder
 
 
@@ -65,17 +64,21 @@ class PerItemNoise:
     """
 
     def __init__(self, seeds: Sequence[int], device: str | torch.device = "cpu"):
-        self._seeds = [int(seed) for seed in seeds]
-        self._cpu = [torch.Generator().manual_seed(seed) for seed in self._seeds]
         self._device = torch.device(device)
+        self._cpu = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        self._on_device = (
+            self._cpu
+            if self._device.type == "cpu"
+            else [torch.Generator(self._device).manual_seed(int(seed)) for seed in seeds]
+        )
 
     def normal(
         self, channels: int, lengths: Sequence[int], total: int, *, frame_major: bool
     ) -> Tensor:
-        if len(lengths) != len(self._seeds):
-            raise ValueError(f"{len(lengths)} lengths for {len(self._seeds)} generators")
+        if len(lengths) != len(self._cpu):
+            raise ValueError(f"{len(lengths)} lengths for {len(self._cpu)} generators")
         device = self._device if frame_major else torch.device("cpu")
-        generators = self._cpu if device.type == "cpu" else self._fresh_generators(device)
+        generators = self._on_device if frame_major else self._cpu
         out = torch.zeros(len(lengths), channels, total, device=device)
         for row, generator, length in zip(out, generators, lengths, strict=True):
             if frame_major:
@@ -86,9 +89,6 @@ class PerItemNoise:
             else:
                 row[:, :length] = torch.randn(channels, length, generator=generator)
         return out
-
-    def _fresh_generators(self, device: torch.device) -> list[torch.Generator]:
-        return [torch.Generator(device).manual_seed(seed) for seed in self._seeds]
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class MeloNetwork(nn.Module):
         Args:
             channels_last: Run the decoder in channels-last 2-D layout (faster on CPU), with its
                 wide float32 convolutions through the FFT on CPUs where that pays off
-                (``spectral_pays_off``).
+                (``Generator.use_spectral_convolutions_where_faster``).
             decoder_dtype: Precision of the decoder, which dominates the cost. Everything that
                 decides durations stays in float32, so item lengths never depend on it.
         """
@@ -203,9 +203,7 @@ class MeloNetwork(nn.Module):
         self.dec.to(decoder_dtype)
         if channels_last:
             self.dec.use_channels_last()
-            on_cpu = self.dec.conv_pre.weight.device.type == "cpu"
-            if on_cpu and spectral_pays_off():
-                self.dec.use_spectral_convolutions()
+            self.dec.use_spectral_convolutions_where_faster()
 
     def infer(
         self,

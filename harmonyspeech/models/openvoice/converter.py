@@ -24,7 +24,6 @@ from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.network import bucket_length, length_groups, sequence_mask
-from harmonyspeech.models.melo.spectral import spectral_pays_off
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
 from harmonyspeech.models.openvoice.network import ConverterNetwork
 from harmonyspeech.models.openvoice.spectrogram import linear_spectrogram
@@ -216,7 +215,7 @@ class ToneColorConverter:
 
 def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> None:
     """Fold weight norm, freeze, move to ``device``; on CPU a channels-last decoder with its
-    wide convolutions through the FFT where that pays off (``spectral_pays_off``)."""
+    wide convolutions through the FFT where that pays off."""
     device = torch.device(device)
     fold_weight_norm(network)
     network.to(device)
@@ -224,8 +223,7 @@ def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> 
     network.requires_grad_(False)
     if device.type == "cpu":
         network.dec.use_channels_last()
-        if spectral_pays_off():
-            network.dec.use_spectral_convolutions()
+        network.dec.use_spectral_convolutions_where_faster()
 
 
 def load_base_speakers(path: str | Path, speakers: Sequence[str]) -> dict[str, np.ndarray]:
