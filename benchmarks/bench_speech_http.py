@@ -3,7 +3,8 @@
 The real Ray Serve application (the same one ``harmonyspeech serve`` deploys) serves one
 MeloTTS model: the real-size English network with random weights (``build_melo_checkpoint``)
 and a bert-base-shaped random BERT (12 layers, 768 wide), with as many torch threads as the
-machine has cores.
+machine has cores and ``dtype: auto`` (as ``configs/default.yaml``: a bfloat16 decoder on CPUs
+with native bf16).
 Clients send one-sentence requests (``pcm``, seeded) with ``c`` requests in flight:
 
 * ``ttfb`` is the time from sending a request to its first audio byte; ``stream=false`` answers
@@ -54,6 +55,7 @@ def engine_config(checkpoint: Path, bert: Path, port: int) -> EngineConfig:
                     "name": MODEL,
                     "family": "melotts",
                     "device": "cpu",
+                    "dtype": "auto",  # as configs/default.yaml
                     "num_threads": os.cpu_count() or 1,
                     "weights": {"path": str(checkpoint)},
                     "options": {"voices": {"alloy": "EN-US"}, "bert": {"source": str(bert)}},

@@ -166,10 +166,6 @@ class ModelConfigBase(StrictModel):
     device: Device = "cpu"
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
 
-    dtype: DType = "float32"
-    """Compute dtype; ``auto`` picks the family's fastest choice for the device whose batches
-    stay exact (MeloTTS: a bfloat16 decoder on CPUs with native bf16, float32 elsewhere)."""
-
     num_threads: int | None = Field(None, ge=1)
     """Intra-op threads for this model's runtime; None: one per reserved CPU (at least 1)."""
 
@@ -302,7 +298,16 @@ class MeloTTSOptions(StrictModel):
     """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""
 
 
-class MeloTTSModelConfig(ModelConfigBase):
+class DecoderModelConfigBase(ModelConfigBase):
+    """Fields of the families whose cost is mostly a HiFi-GAN decoder (MeloTTS, OpenVoice)."""
+
+    dtype: DType = "float32"
+    """Decoder precision (everything that decides an item's length stays float32); ``auto``:
+    the fastest that keeps batches exact on the device, a bfloat16 decoder on CPUs with native
+    bf16 (AVX512-BF16 or AMX), float32 elsewhere."""
+
+
+class MeloTTSModelConfig(DecoderModelConfigBase):
     """MeloTTS text-to-speech on our own batched runtime (official checkpoints)."""
 
     family: Literal["melotts"]
@@ -335,7 +340,7 @@ class OpenVoiceOptions(StrictModel):
     """Network size built when no checkpoint exists and ``weights.allow_random`` is set."""
 
 
-class OpenVoiceModelConfig(ModelConfigBase):
+class OpenVoiceModelConfig(DecoderModelConfigBase):
     """OpenVoice V2 tone-colour embeddings and conversion (official converter checkpoint)."""
 
     family: Literal["openvoice"]

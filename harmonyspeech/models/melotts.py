@@ -149,10 +149,13 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
 
     def describe(self) -> dict[str, Any]:
         options = self.config.options
+        from harmonyspeech.models.melo.precision import decoder_dtype_name
+
         return {
             **self._facts,
             "language": options.language,
             "sample_rate": self._synth.sample_rate,
+            "decoder_dtype": decoder_dtype_name(self._synth.network.dec),
             "speakers": list(self._synth.spk2id),
             "voices": dict(options.voices),
         }

@@ -64,7 +64,7 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
         from harmonyspeech.models.openvoice.converter import load_base_speakers
 
         self._converter = ToneColorConverter.from_checkpoint_dir(
-            path, device=torch_device(self.config.device)
+            path, device=torch_device(self.config.device), dtype=self.config.dtype
         )
         self._base = load_base_speakers(path, speakers)
         self._facts.update(random_weights=False, checkpoint=str(path))
@@ -80,7 +80,7 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
             reason,
         )
         self._converter = ToneColorConverter.from_random_weights(
-            size, device=torch_device(self.config.device)
+            size, device=torch_device(self.config.device), dtype=self.config.dtype
         )
         generator = np.random.default_rng(0)
         self._base = {
@@ -92,9 +92,14 @@ class OpenVoiceAdapter(ModelAdapter[WorkItem, Any]):
         self._facts["random_weights"] = True
 
     def describe(self) -> dict[str, Any]:
+        from harmonyspeech.models.melo.precision import decoder_dtype_name
+
         return {
             **self._facts,
             "sample_rate": self._converter.sample_rate if self._converter else None,
+            "decoder_dtype": (
+                decoder_dtype_name(self._converter.network.dec) if self._converter else None
+            ),
             "base_speakers": sorted(self._base),
         }
 

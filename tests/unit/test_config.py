@@ -81,6 +81,23 @@ def test_family_specific_options_are_validated() -> None:
     assert problems(bad) == [("models[1].options.beam_size", "must be >= 1")]
 
 
+def test_dtype_is_only_accepted_where_a_decoder_uses_it() -> None:
+    """Whisper's precision is its ``compute_type`` and Silero's is fixed: a ``dtype`` there
+    would be silently ignored, so it is refused like any unknown key."""
+    bad = with_models(
+        {"name": "w", "family": "faster-whisper", "dtype": "float16"},
+        {"name": "v", "family": "silero-vad", "dtype": "bfloat16"},
+    )
+    assert problems(bad) == [("models[1].dtype", "unknown key"), ("models[2].dtype", "unknown key")]
+    good = cfg.load_config(
+        with_models(
+            {"name": "m", "family": "melotts", "dtype": "auto"},
+            {"name": "o", "family": "openvoice", "dtype": "bfloat16"},
+        )
+    )
+    assert [m.dtype for m in good.models[1:]] == ["auto", "bfloat16"]
+
+
 def test_cross_references_are_checked() -> None:
     bad = {
         "models": [{"name": "a", "family": "silero-vad"}, {"name": "a", "family": "silero-vad"}],

@@ -25,6 +25,7 @@ from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.hparams import MeloHParams
 from harmonyspeech.models.melo.items import BERT_CHANNELS, JA_BERT_CHANNELS, SynthesisItem
 from harmonyspeech.models.melo.network import MeloNetwork, NetworkInputs, PerItemNoise
+from harmonyspeech.models.melo.precision import resolve_decoder_dtype
 
 GPU_DECODER_GROUP = 64
 """Items the flow and decoder run at once on a GPU by default (``decoder_batch_size``): 1.4-1.7x
@@ -33,8 +34,6 @@ groups of 32 measured the same, of 128 slower (``benchmarks/bench_melo_network.p
 
 AVERAGE_FRAMES_PER_TOKEN = 3.0
 """Rough latent frames per token (blanks included) at speed 1, for cost estimates only."""
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class InvalidItemError(ValueError):
@@ -127,7 +126,7 @@ class MeloSynthesizer:
         network, hparams = load_network(
             path,
             device=device,
-            decoder_dtype=_resolve_dtype(dtype, device),
+            decoder_dtype=resolve_decoder_dtype(dtype, device),
             channels_last=channels_last,
         )
         return cls(
@@ -156,7 +155,7 @@ class MeloSynthesizer:
         from harmonyspeech.models.melo.fixtures import random_network
 
         network, hparams = random_network(size=size, seed=seed, speakers=speakers)
-        prepare_network(network, device, decoder_dtype=_resolve_dtype(dtype, device))
+        prepare_network(network, device, decoder_dtype=resolve_decoder_dtype(dtype, device))
         return cls(network, hparams)
 
     @property
@@ -302,25 +301,6 @@ def _waveforms(audio: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
     pinned = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
     flat = pinned.copy_(packed).numpy()
     return [piece.copy() for piece in np.split(flat, np.cumsum(sizes)[:-1])]
-
-
-def _resolve_dtype(dtype: torch.dtype | str, device: str | torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        on_cpu = torch.device(device).type == "cpu"
-        return torch.bfloat16 if on_cpu and cpu_has_native_bf16() else torch.float32
-    try:
-        return _DTYPES[dtype]
-    except KeyError:
-        raise ValueError(f"unsupported dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), so that oneDNN
-    convolves bfloat16 at about twice the float32 rate; elsewhere bfloat16 is emulated."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def _fresh_seed() -> int:

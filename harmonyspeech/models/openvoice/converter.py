@@ -24,6 +24,7 @@ from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.network import bucket_length, length_groups, sequence_mask
+from harmonyspeech.models.melo.precision import resolve_decoder_dtype
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
 from harmonyspeech.models.openvoice.network import ConverterNetwork
 from harmonyspeech.models.openvoice.spectrogram import linear_spectrogram
@@ -98,10 +99,14 @@ class ToneColorConverter:
         path: str | Path,
         *,
         device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
         batch_size: int | str | None = "auto",
     ) -> ToneColorConverter:
         """Load ``<path>/converter/{config.json,checkpoint.pth}`` (or the files in ``path``).
 
+        ``dtype``: the decoder's precision, ``float32``, ``bfloat16``, ``float16`` or ``auto``
+        (``resolve_decoder_dtype``: bfloat16 on CPUs with native bf16, float32 elsewhere);
+        the encoder, the flow and the reference encoder stay float32.
         ``batch_size``: most utterances per forward pass; ``"auto"``: 1 on CPU (faster there),
         all on GPU. Results never depend on it.
 
@@ -119,7 +124,7 @@ class ToneColorConverter:
             network.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as exc:
             raise ModelLoadError(f"converter state dict does not match its config: {exc}") from exc
-        prepare_converter(network.float(), device)
+        prepare_converter(network.float(), device, resolve_decoder_dtype(dtype, device))
         logger.info("loaded OpenVoice converter %s (%d Hz)", folder, hparams.sampling_rate)
         return cls(network, hparams, batch_size=batch_size)
 
@@ -130,13 +135,15 @@ class ToneColorConverter:
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        dtype: torch.dtype | str = torch.float32,
         batch_size: int | str | None = "auto",
     ) -> ToneColorConverter:
-        """A converter of the real (or tiny) architecture with random weights (demo mode)."""
+        """A converter of the real (or tiny) architecture with random weights (demo mode);
+        ``dtype`` as for :meth:`from_checkpoint_dir`."""
         from harmonyspeech.models.openvoice.fixtures import random_converter
 
         network = random_converter(size, seed=seed)
-        prepare_converter(network, device)
+        prepare_converter(network, device, resolve_decoder_dtype(dtype, device))
         return cls(network, network.hp, batch_size=batch_size)
 
     def spectrogram(self, audio: np.ndarray) -> Tensor:
@@ -173,7 +180,7 @@ class ToneColorConverter:
         specs = [self.spectrogram(item.audio) for item in items]
         frames = [spec.shape[-1] for spec in specs]
         longest = bucket_length(max(frames)) if self.bucket_lengths else max(frames)
-        dtype = self.network.dec.conv_pre.weight.dtype
+        dtype = next(self.network.enc_q.parameters()).dtype
         batch = torch.zeros(len(items), specs[0].shape[0], longest, device=self.device, dtype=dtype)
         for row, spec in zip(batch, specs, strict=True):
             row[:, : spec.shape[-1]] = spec
@@ -213,15 +220,22 @@ class ToneColorConverter:
         return noise.to(self.device)
 
 
-def prepare_converter(network: ConverterNetwork, device: str | torch.device) -> None:
-    """Fold weight norm, freeze, move to ``device``; on CPU a channels-last decoder with its
-    wide convolutions through the FFT where that pays off."""
+def prepare_converter(
+    network: ConverterNetwork,
+    device: str | torch.device,
+    decoder_dtype: torch.dtype = torch.float32,
+) -> None:
+    """Fold weight norm, freeze, move to ``device`` and set the decoder's precision; a
+    channels-last decoder on CPU and in half precision (as MeloTTS's, see
+    ``prepare_network``), with its wide float32 convolutions through the FFT on CPUs where that
+    pays off."""
     device = torch.device(device)
     fold_weight_norm(network)
     network.to(device)
     network.eval()
     network.requires_grad_(False)
-    if device.type == "cpu":
+    network.dec.to(decoder_dtype)
+    if device.type == "cpu" or decoder_dtype != torch.float32:
         network.dec.use_channels_last()
         network.dec.use_spectral_convolutions_where_faster()
 

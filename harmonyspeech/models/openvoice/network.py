@@ -158,7 +158,7 @@ class ConverterNetwork(nn.Module):
                 the samples are the same (``Generator.forward_windowed``).
 
         Returns:
-            ``[B, 1, T * hop]`` waveforms.
+            ``[B, 1, T * hop]`` waveforms, in ``mask``'s dtype.
         """
         # V2 (zero_g) conditions encoder and decoder on a zero vector, not on nothing: their
         # conditioning biases still apply. Identity enters only through the flow.
@@ -166,11 +166,16 @@ class ConverterNetwork(nn.Module):
         mean, log_scale = self.enc_q(spec, mask, zeros if self.hp.zero_g else source)
         z = (mean + noise * tau.view(-1, 1, 1) * torch.exp(log_scale)) * mask
         z_hat = self.flow.inverse(self.flow(z, mask, source), mask, target)
-        dec_g = zeros if self.hp.zero_g else target
-        dec_mask = mask if padded else None
+        # The decoder may run in a lower precision than the rest (see prepare_converter).
+        dtype = self.dec.conv_pre.weight.dtype
+        dec_g = (zeros if self.hp.zero_g else target).to(dtype)
+        dec_mask = mask.to(dtype) if padded else None
+        z_hat = (z_hat * mask).to(dtype)
         if decoder_window is None:
-            return self.dec(z_hat * mask, dec_g, dec_mask)
-        return self.dec.forward_windowed(z_hat * mask, dec_g, dec_mask, decoder_window)
+            audio = self.dec(z_hat, dec_g, dec_mask)
+        else:
+            audio = self.dec.forward_windowed(z_hat, dec_g, dec_mask, decoder_window)
+        return audio.to(mask.dtype)
 
     def embed(self, spec: Tensor) -> Tensor:
         """``[1, F, T]`` spectrogram of one reference piece to its ``[1, gin]`` embedding."""

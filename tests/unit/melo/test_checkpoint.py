@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harmonyspeech.errors import ModelLoadError
-from harmonyspeech.models.melo import MeloSynthesizer, build_melo_checkpoint, synthesizer
+from harmonyspeech.models.melo import MeloSynthesizer, build_melo_checkpoint, precision
 from harmonyspeech.models.melo.checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -162,8 +162,8 @@ def test_bfloat16_decoder_keeps_lengths(tiny_checkpoint: Path, tiny_synth) -> No
 def test_auto_dtype_is_bfloat16_only_on_cpus_with_native_bf16(
     tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
 ) -> None:
-    monkeypatch.setattr(synthesizer, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
     synth = MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint, dtype="auto")
     expected = torch.bfloat16 if native_bf16 else torch.float32
     assert synth.network.dec.conv_pre.weight.dtype == expected
-    assert synthesizer._resolve_dtype("auto", "cuda") == torch.float32
+    assert precision.resolve_decoder_dtype("auto", "cuda") == torch.float32

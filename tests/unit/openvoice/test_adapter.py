@@ -29,12 +29,13 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_converter_checkpoint(tmp_path_factory.mktemp("openvoice"), size="tiny")
 
 
-def _worker(weights: Path | None, **policy: object) -> ModelWorker:
+def _worker(weights: Path | None, dtype: str = "float32", **policy: object) -> ModelWorker:
     config = OpenVoiceModelConfig.model_validate(
         {
             "name": "openvoice",
             "family": "openvoice",
             "num_threads": 1,
+            "dtype": dtype,
             "weights": {"path": str(weights)} if weights else {"allow_random": True},
             "options": {"min_speech_s": 2.0, "piece_s": 1.5, "random_size": "tiny"},
         }
@@ -110,6 +111,19 @@ def test_without_weights_it_runs_on_random_ones_and_says_so() -> None:
         assert facts["random_weights"] is True and "EN-US" in facts["base_speakers"]
         voice = worker.submit(ToneColorRequest(_speech(3.0, 22050, 1))).result(timeout=60)
         assert voice.embedding.shape == (256,)
+    finally:
+        worker.stop()
+
+
+def test_the_decoder_runs_in_the_configured_precision(weights: Path) -> None:
+    worker = _worker(weights, dtype="bfloat16")
+    try:
+        worker.start()
+        assert worker.wait_ready(timeout=120)
+        assert worker.adapter.describe()["decoder_dtype"] == "bfloat16"
+        request = ConversionRequest(_speech(0.8, 22050, 3), "EN-US", np.zeros(256, np.float32))
+        converted = worker.submit(request).result(timeout=60)
+        assert converted.samples.dtype == np.float32 and np.abs(converted.samples).max() > 0
     finally:
         worker.stop()
 

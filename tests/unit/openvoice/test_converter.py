@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harmonyspeech.errors import ModelLoadError
+from harmonyspeech.models.melo import precision
 from harmonyspeech.models.openvoice import (
     ConversionItem,
     ConverterHParams,
@@ -165,6 +166,32 @@ def test_conversions_run_in_groups_of_similar_length_in_order(checkpoint: Path) 
     for item, out in zip(items, grouped.convert(items), strict=True):
         assert out.shape == ((item.audio.size // 256) * 256,)
         np.testing.assert_allclose(out, grouped.convert([item])[0], atol=1e-4)
+
+
+def test_a_bfloat16_decoder_keeps_lengths_and_exact_batches(checkpoint: Path) -> None:
+    """Only the decoder drops to bfloat16: lengths are unchanged, the waveform stays near
+    float32's, and on CPU (item by item, the default) a batch still equals its items alone."""
+    full = ToneColorConverter.from_checkpoint_dir(checkpoint)
+    half = ToneColorConverter.from_checkpoint_dir(checkpoint, dtype="bfloat16")
+    assert half.network.dec.conv_pre.weight.dtype == torch.bfloat16
+    assert half.network.flow.flows[0].pre.weight.dtype == torch.float32
+    se = np.linspace(-0.1, 0.1, 256)
+    items = [ConversionItem(_speech(s, n), se, -se, seed=n) for n, s in enumerate([0.3, 1.1, 0.6])]
+    batched = half.convert(items)
+    for item, out, reference in zip(items, batched, full.convert(items), strict=True):
+        assert out.dtype == np.float32 and out.shape == reference.shape
+        assert 0 < np.abs(out - reference).max() < 0.05
+        np.testing.assert_array_equal(out, half.convert([item])[0])
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_dtype_is_bfloat16_only_on_cpus_with_native_bf16(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    converter = ToneColorConverter.from_checkpoint_dir(checkpoint, dtype="auto")
+    expected = torch.bfloat16 if native_bf16 else torch.float32
+    assert converter.network.dec.conv_pre.weight.dtype == expected
 
 
 def test_unseeded_conversion_draws_fresh_noise(converter: ToneColorConverter) -> None:
