@@ -45,23 +45,35 @@ class Flip(nn.Module):
 
 @dataclass(frozen=True)
 class RelativePositions:
-    """Where each key sits relative to each query, within a window of ``±window`` frames.
+    """The band of key positions within ``±window`` frames of each query.
+
+    Relative terms exist only inside the band, so they are read and written there alone:
+    ``2 * window + 1`` cells per query instead of the whole ``[T, T]`` score matrix, and
+    without the atomic scatter over ``T * T`` cells that collected them before (most of them
+    zeros contending for the two clamped edge slots on a GPU).
 
     Attributes:
-        index: ``[T, T]`` int64, ``j - i + window`` clamped to ``[0, 2 * window]``.
-        in_window: ``[T, T]`` float, 1 where ``|j - i| <= window``.
+        cells: ``[n]`` int64, flat index ``i * T + j`` of every in-band (query, key) pair.
+        slots: ``[n]`` int64, flat index ``i * (2 * window + 1) + (j - i + window)`` of the
+            same pairs in a ``[T, 2 * window + 1]`` table of offsets.
+        n_offsets: ``2 * window + 1``.
     """
 
-    index: Tensor
-    in_window: Tensor
+    cells: Tensor
+    slots: Tensor
+    n_offsets: int
 
     @classmethod
-    def build(cls, length: int, window: int, device: torch.device, dtype: torch.dtype):
+    def build(cls, length: int, window: int, device: torch.device) -> RelativePositions:
         """Positions for sequences of ``length`` frames."""
-        pos = torch.arange(length, device=device)
-        offset = pos[None, :] - pos[:, None]
-        in_window = (offset.abs() <= window).to(dtype)
-        return cls(offset.clamp(-window, window) + window, in_window)
+        n_offsets = 2 * window + 1
+        query = torch.arange(length, device=device).unsqueeze(1)
+        offset = torch.arange(n_offsets, device=device).unsqueeze(0)
+        key = query + offset - window
+        inside = (key >= 0) & (key < length)
+        cells = (query * length + key)[inside]
+        slots = (query * n_offsets + offset)[inside]
+        return cls(cells, slots, n_offsets)
 
 
 class RelativeSelfAttention(nn.Module):
@@ -94,14 +106,16 @@ class RelativeSelfAttention(nn.Module):
         key = self.conv_k(x).view(heads)
         value = self.conv_v(x).view(heads).transpose(2, 3)
 
-        index = positions.index.expand(batch, self.n_heads, length, length)
-        rel_logits = query @ self.emb_rel_k.transpose(1, 2)
-        scores = query @ key + rel_logits.gather(-1, index) * positions.in_window
-        probs = scores.masked_fill(~key_mask, _MASKED_SCORE).softmax(dim=-1)
+        # The same sums as adding a [T, T] matrix of relative logits that is zero off the band.
+        scores = (query @ key).view(batch, self.n_heads, length * length)
+        rel_logits = (query @ self.emb_rel_k.transpose(1, 2)).flatten(2)
+        scores[..., positions.cells] += rel_logits[..., positions.slots]
+        scores = scores.view(batch, self.n_heads, length, length)
+        probs = scores.masked_fill_(~key_mask, _MASKED_SCORE).softmax(dim=-1)
 
-        # Each (query, offset) pair has at most one key, so the scatter only moves values.
-        rel_probs = probs.new_zeros(batch, self.n_heads, length, 2 * self.window + 1)
-        rel_probs.scatter_add_(-1, index, probs * positions.in_window)
+        rel_probs = probs.new_zeros(batch, self.n_heads, length * positions.n_offsets)
+        rel_probs[..., positions.slots] = probs.flatten(2)[..., positions.cells]
+        rel_probs = rel_probs.view(batch, self.n_heads, length, positions.n_offsets)
         out = probs @ value + rel_probs @ self.emb_rel_v
         return self.conv_o(out.transpose(2, 3).reshape(batch, channels, length))
 
@@ -165,7 +179,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: Tensor, mask: Tensor, g: Tensor | None = None) -> Tensor:
         """Encode ``x`` ``[B, C, T]`` under ``mask`` ``[B, 1, T]``; returns masked frames."""
         key_mask = mask.bool().unsqueeze(2)
-        positions = RelativePositions.build(x.shape[2], self.window, x.device, x.dtype)
+        positions = RelativePositions.build(x.shape[2], self.window, x.device)
         x = x * mask
         for i, (attn, norm_1, ffn, norm_2) in enumerate(
             zip(
