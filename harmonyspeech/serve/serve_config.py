@@ -15,6 +15,7 @@ from harmonyspeech.serve.app import (
     INGRESS_NAME,
     deployment_options,
     model_deployment_name,
+    model_deployment_options,
 )
 
 IMPORT_PATH = "harmonyspeech.serve.app:build_app"
@@ -61,6 +62,6 @@ def _deployments(config: EngineConfig) -> list[dict[str, Any]]:
     entries = [{"name": INGRESS_NAME, **deployment_options(config.server.ingress)}]
     for model in config.models:
         entries.append(
-            {"name": model_deployment_name(model.name), **deployment_options(model.deployment)}
+            {"name": model_deployment_name(model.name), **model_deployment_options(model)}
         )
     return entries
