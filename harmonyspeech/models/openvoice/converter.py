@@ -147,8 +147,10 @@ class ToneColorConverter:
         return cls(network, network.hp, batch_size=batch_size)
 
     def spectrogram(self, audio: np.ndarray) -> Tensor:
-        samples = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))
-        return linear_spectrogram(samples.to(self.device), self.hparams)
+        # A copy: audio that crossed Ray's object store is a read-only view, which torch
+        # would share with a warning on every request.
+        samples = torch.tensor(audio, dtype=torch.float32, device=self.device)
+        return linear_spectrogram(samples, self.hparams)
 
     @torch.inference_mode()
     def embed(self, pieces: Sequence[np.ndarray]) -> np.ndarray:

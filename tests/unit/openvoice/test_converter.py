@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,15 @@ def test_base_speaker_embeddings_load_by_speaker_name(checkpoint: Path, tmp_path
     torch.save(torch.zeros(256), bad / "en-us.pth")
     with pytest.raises(ModelLoadError, match="not a"):
         load_base_speakers(tmp_path, ["EN-US"])
+
+
+def test_read_only_audio_converts_without_a_warning(converter: ToneColorConverter) -> None:
+    """Arrays that crossed Ray's object store are read-only views."""
+    audio = _speech(0.5, 7)
+    audio.flags.writeable = False
+    se = np.linspace(-0.1, 0.1, 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        [out] = converter.convert([ConversionItem(audio, se, -se, seed=1)])
+        embedding = converter.embed([audio])
+    assert out.shape == ((audio.size // 256) * 256,) and embedding.shape == (256,)
