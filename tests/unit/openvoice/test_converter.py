@@ -185,13 +185,10 @@ def test_a_bfloat16_decoder_keeps_lengths_and_exact_batches(checkpoint: Path) ->
         np.testing.assert_array_equal(out, half.convert([item])[0])
 
 
-@pytest.mark.parametrize("native_bf16", [True, False])
-def test_auto_dtype_is_bfloat16_only_on_cpus_with_native_bf16(
-    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
-) -> None:
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+def test_auto_dtype_follows_the_decoder_precision_rule(checkpoint: Path) -> None:
+    """The rule itself (bfloat16 only on CPUs with native bf16) is tested with MeloTTS."""
     converter = ToneColorConverter.from_checkpoint_dir(checkpoint, dtype="auto")
-    expected = torch.bfloat16 if native_bf16 else torch.float32
+    expected = precision.resolve_decoder_dtype("auto", "cpu")
     assert converter.network.dec.conv_pre.weight.dtype == expected
 
 
