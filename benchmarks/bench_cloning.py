@@ -40,9 +40,8 @@ from tests.helpers import free_port
 CONCURRENCY = 8
 PCM_BYTES_PER_S = 24000 * 2
 REFERENCE = Path(__file__).resolve().parents[1] / "tests/data/vad/two_phrases.flac"
-
-
 CONVERTER_SECONDS = (1.7, 2.1, 3.4, 4.2, 5.0, 6.3)
+"""Lengths of the utterances the converter converts alone (about one sentence each)."""
 
 
 def cloning_config(checkpoint: Path, bert: Path, converter: Path, voices: Path, size: str):

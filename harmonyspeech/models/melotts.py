@@ -148,9 +148,9 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         return extractor.tokenizer
 
     def describe(self) -> dict[str, Any]:
-        options = self.config.options
         from harmonyspeech.models.melo.precision import decoder_dtype_name
 
+        options = self.config.options
         return {
             **self._facts,
             "language": options.language,
