@@ -125,11 +125,6 @@ class DeploymentOptions(StrictModel):
     ``max_ongoing_requests``; past it Serve refuses at once with 503 and ``Retry-After: 1``
     (which clients retry) instead of queueing without bound. None: no bound."""
 
-    env_vars: dict[str, str] = Field(default_factory=dict)
-    """Environment variables of the replica processes, set before they start (merged with
-    ``server.ray.runtime_env``'s). For a model they override the defaults model replicas get
-    (``MODEL_REPLICA_ENV_VARS`` in ``harmonyspeech/serve/app.py``: ``GOMP_SPINCOUNT=1000``)."""
-
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> DeploymentOptions:
         if self.autoscaling is not None and "replicas" in self.model_fields_set:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
 
 from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_resolved_keys
-from harmonyspeech.config import DeploymentOptions, EngineConfig, ModelConfig, load_config
+from harmonyspeech.config import DeploymentOptions, EngineConfig, load_config
 from harmonyspeech.pipelines.spec import build_catalog
 from harmonyspeech.serve.deployments import Ingress, ModelServer
 
@@ -63,26 +62,13 @@ def build_app(args: dict[str, Any]) -> Application:
     return build_application(config)
 
 
-MODEL_REPLICA_ENV_VARS = {"GOMP_SPINCOUNT": "1000"}
-"""Environment of every model replica unless its ``deployment.env_vars`` says otherwise.
-
-Torch and CTranslate2 run their CPU threads on GNU OpenMP, whose idle threads spin for 300,000
-iterations by default before they sleep. Model replicas share a machine's cores, and while one
-model's threads spin between two operations the others cannot use those cores: on 2 cores,
-cloned speech (MeloTTS then OpenVoice, each with 2 threads) gave 2.45 audio-s/s at the default
-and 4.5 with 1,000 spins, while MeloTTS alone kept its speed (6.62 and 6.47 audio-s/s; a model
-alone in a process measured the same within noise). Never spinning (``OMP_WAIT_POLICY=
-PASSIVE``) gave the same 4.56 but cost a model alone 16 % (``python -m benchmarks cloning``
-and a MeloTTS-plus-converter process, one run each)."""
-
-
 def build_application(config: EngineConfig) -> Application:
     """One deployment per model instance plus the ingress, bound together."""
     build_catalog(config)  # fail before anything is deployed if a stage is invalid
     config = with_resolved_keys(config)
     models = {
         m.name: serve.deployment(
-            ModelServer, name=model_deployment_name(m.name), **model_deployment_options(m)
+            ModelServer, name=model_deployment_name(m.name), **deployment_options(m.deployment)
         ).bind(m)
         for m in config.models
     }
@@ -95,17 +81,9 @@ def build_application(config: EngineConfig) -> Application:
     return ingress.bind(config, models)
 
 
-def model_deployment_options(model: ModelConfig) -> dict[str, Any]:
-    """:func:`deployment_options` of a model instance, with :data:`MODEL_REPLICA_ENV_VARS`."""
-    return deployment_options(model.deployment, default_env_vars=MODEL_REPLICA_ENV_VARS)
-
-
-def deployment_options(
-    options: DeploymentOptions, *, default_env_vars: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
     """Serve deployment options from ours: keyword arguments of ``serve.deployment`` and, the
-    same keys, a deployment entry of a Serve config file. ``options.env_vars`` override
-    ``default_env_vars``."""
+    same keys, a deployment entry of a Serve config file."""
     replicas: dict[str, Any]
     if options.autoscaling is None:
         replicas = {"num_replicas": options.replicas}
@@ -126,13 +104,9 @@ def deployment_options(
             "max_queued_requests": options.max_queued_requests,
             "backpressure_config": {"status_code": 503, "retry_after_s": BACKPRESSURE_RETRY_S},
         }
-    actor: dict[str, Any] = {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
-    env_vars = {**(default_env_vars or {}), **options.env_vars}
-    if env_vars:
-        actor["runtime_env"] = {"env_vars": env_vars}
     return {
         **replicas,
         "max_ongoing_requests": options.max_ongoing_requests,
         **queue,
-        "ray_actor_options": actor,
+        "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
     }

@@ -15,7 +15,6 @@ from harmonyspeech.serve.app import (
     INGRESS_NAME,
     deployment_options,
     model_deployment_name,
-    model_deployment_options,
 )
 
 IMPORT_PATH = "harmonyspeech.serve.app:build_app"
@@ -62,6 +61,6 @@ def _deployments(config: EngineConfig) -> list[dict[str, Any]]:
     entries = [{"name": INGRESS_NAME, **deployment_options(config.server.ingress)}]
     for model in config.models:
         entries.append(
-            {"name": model_deployment_name(model.name), **model_deployment_options(model)}
+            {"name": model_deployment_name(model.name), **deployment_options(model.deployment)}
         )
     return entries

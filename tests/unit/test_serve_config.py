@@ -8,7 +8,7 @@ import yaml
 from harmonyspeech.cli import main
 from harmonyspeech.config import load_config
 from harmonyspeech.errors import ConfigError
-from harmonyspeech.serve.app import MODEL_REPLICA_ENV_VARS, build_app
+from harmonyspeech.serve.app import build_app
 from harmonyspeech.serve.serve_config import build_serve_config
 from tests.conftest import ROOT
 
@@ -55,11 +55,7 @@ def test_deployments_carry_replicas_autoscaling_and_resources() -> None:
             "downscale_delay_s": 600.0,
         },
         "max_ongoing_requests": 2048,
-        "ray_actor_options": {
-            "num_cpus": 2.0,
-            "num_gpus": 0.5,
-            "runtime_env": {"env_vars": MODEL_REPLICA_ENV_VARS},
-        },
+        "ray_actor_options": {"num_cpus": 2.0, "num_gpus": 0.5},
     }
     assert deployments["model-whisper"]["num_replicas"] == 1
     assert "max_queued_requests" not in deployments["model-whisper"]
@@ -88,23 +84,6 @@ def test_a_config_path_can_be_referenced_instead_of_inlined() -> None:
     config = load_config(ROOT / "configs" / "test.yaml")
     document = build_serve_config(config, config_path="/shared/engine.yaml")
     assert document["applications"][0]["args"] == {"config_path": "/shared/engine.yaml"}
-
-
-def test_model_replicas_spin_briefly_unless_their_deployment_says_otherwise() -> None:
-    data = _data()
-    whisper = next(m for m in data["models"] if m["name"] == "whisper")
-    whisper["deployment"] = {"env_vars": {"GOMP_SPINCOUNT": "0", "OMP_PROC_BIND": "close"}}
-    data["server"]["ingress"]["env_vars"] = {"LOG_LEVEL": "debug"}
-    deployments = {
-        d["name"]: d["ray_actor_options"].get("runtime_env")
-        for d in build_serve_config(load_config(data))["applications"][0]["deployments"]
-    }
-    assert MODEL_REPLICA_ENV_VARS == {"GOMP_SPINCOUNT": "1000"}
-    assert deployments["model-melo-en"] == {"env_vars": {"GOMP_SPINCOUNT": "1000"}}
-    assert deployments["model-whisper"] == {
-        "env_vars": {"GOMP_SPINCOUNT": "0", "OMP_PROC_BIND": "close"}
-    }
-    assert deployments["ingress"] == {"env_vars": {"LOG_LEVEL": "debug"}}
 
 
 @pytest.mark.parametrize(
