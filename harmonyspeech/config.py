@@ -304,7 +304,8 @@ class DecoderModelConfigBase(ModelConfigBase):
     dtype: DType = "float32"
     """Decoder precision (everything that decides an item's length stays float32); ``auto``:
     the fastest that keeps batches exact on the device, a bfloat16 decoder on CPUs with native
-    bf16 (AVX512-BF16 or AMX), float32 elsewhere."""
+    bf16 (AVX512-BF16 or AMX), float32 elsewhere. ``float16`` is for GPUs: a CPU without native
+    float16 (AMX-FP16) emulates it about 20x slower than float32, so the model refuses to load."""
 
 
 class MeloTTSModelConfig(DecoderModelConfigBase):

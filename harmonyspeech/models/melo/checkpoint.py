@@ -18,6 +18,7 @@ from torch import Tensor
 from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.models.melo.hparams import ConfigFormatError, MeloHParams
 from harmonyspeech.models.melo.network import MeloNetwork
+from harmonyspeech.models.melo.precision import use_exact_cuda_convolutions
 
 logger = logging.getLogger(__name__)
 
@@ -138,16 +139,12 @@ def prepare_network(
     ``channels_last`` None picks the channels-last decoder layout where it was measured faster:
     on CPU, and on GPUs in half precision (in float32 the default layout is faster there).
 
-    On CUDA this turns cuDNN's TF32 convolutions off for the whole process: with their 10-bit
-    mantissas an item's durations moved with its batch mates (a duration rounded up one frame
-    more or less changes the item's length), and float32 batches differed from items run
-    alone by up to 5e-4 (measured on an H200). Half-precision decoders are unaffected.
+    On CUDA this turns cuDNN's TF32 convolutions off for the whole process
+    (``use_exact_cuda_convolutions``): with them, items' lengths moved with their batch mates.
     """
     device = torch.device(device)
     if channels_last is None:
         channels_last = device.type == "cpu" or decoder_dtype != torch.float32
-    if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
-        logger.info("MeloTTS on CUDA: cuDNN TF32 convolutions off, so batches stay exact")
-        torch.backends.cudnn.allow_tf32 = False
+    use_exact_cuda_convolutions(device)
     network.to(device)
     network.prepare_for_inference(channels_last=channels_last, decoder_dtype=decoder_dtype)

@@ -65,15 +65,20 @@ class RelativePositions:
 
     @classmethod
     def build(cls, length: int, window: int, device: torch.device) -> RelativePositions:
-        """Positions for sequences of ``length`` frames."""
+        """Positions for sequences of ``length`` frames.
+
+        Built diagonal by diagonal from ranges known on the host: selecting the in-band pairs
+        with a boolean mask would make the host wait for the GPU on every encoder pass.
+        """
         n_offsets = 2 * window + 1
-        query = torch.arange(length, device=device).unsqueeze(1)
-        offset = torch.arange(n_offsets, device=device).unsqueeze(0)
-        key = query + offset - window
-        inside = (key >= 0) & (key < length)
-        cells = (query * length + key)[inside]
-        slots = (query * n_offsets + offset)[inside]
-        return cls(cells, slots, n_offsets)
+        cells, slots = [], []
+        for slot in range(n_offsets):
+            offset = slot - window  # key j = query i + offset
+            first = max(0, -offset)
+            query = torch.arange(first, max(first, min(length, length - offset)), device=device)
+            cells.append(query * (length + 1) + offset)
+            slots.append(query * n_offsets + slot)
+        return cls(torch.cat(cells), torch.cat(slots), n_offsets)
 
 
 class RelativeSelfAttention(nn.Module):

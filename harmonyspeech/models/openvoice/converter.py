@@ -24,7 +24,10 @@ from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.network import bucket_length, length_groups, sequence_mask
-from harmonyspeech.models.melo.precision import resolve_decoder_dtype
+from harmonyspeech.models.melo.precision import (
+    resolve_decoder_dtype,
+    use_exact_cuda_convolutions,
+)
 from harmonyspeech.models.openvoice.hparams import ConverterHParams
 from harmonyspeech.models.openvoice.network import ConverterNetwork
 from harmonyspeech.models.openvoice.spectrogram import linear_spectrogram
@@ -148,9 +151,9 @@ class ToneColorConverter:
 
     def spectrogram(self, audio: np.ndarray) -> Tensor:
         # A copy: audio that crossed Ray's object store is a read-only view, which torch
-        # would share with a warning on every request.
-        samples = torch.tensor(audio, dtype=torch.float32, device=self.device)
-        return linear_spectrogram(samples, self.hparams)
+        # would share with a warning on every request (and torch takes no negative strides).
+        samples = torch.from_numpy(np.array(audio, dtype=np.float32))
+        return linear_spectrogram(samples.to(self.device), self.hparams)
 
     @torch.inference_mode()
     def embed(self, pieces: Sequence[np.ndarray]) -> np.ndarray:
@@ -230,8 +233,10 @@ def prepare_converter(
     """Fold weight norm, freeze, move to ``device`` and set the decoder's precision; a
     channels-last decoder on CPU and in half precision (as MeloTTS's, see
     ``prepare_network``), with its wide float32 convolutions through the FFT on CPUs where that
-    pays off."""
+    pays off. On CUDA, cuDNN's TF32 convolutions go off, so that float32 batches stay exact
+    (``use_exact_cuda_convolutions``)."""
     device = torch.device(device)
+    use_exact_cuda_convolutions(device)
     fold_weight_norm(network)
     network.to(device)
     network.eval()

@@ -150,6 +150,20 @@ def test_prepared_network_equals_the_unprepared_one(tiny_checkpoint: Path) -> No
         assert max_abs_diff(audio, unfolded) <= 1e-5
 
 
+@pytest.mark.parametrize("native_fp16", [True, False])
+def test_float16_on_cpu_needs_native_float16(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, native_fp16: bool
+) -> None:
+    """Emulated float16 ran 20x slower than float32 here: refused with the way out."""
+    monkeypatch.setattr(precision, "cpu_has_native_fp16", lambda: native_fp16)
+    if native_fp16:
+        assert precision.resolve_decoder_dtype("float16", "cpu") == torch.float16
+        return
+    with pytest.raises(ValueError, match=r"float16 is emulated on this CPU.*use bfloat16"):
+        MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint, dtype="float16")
+    assert precision.resolve_decoder_dtype("float16", "cuda") == torch.float16
+
+
 def test_bfloat16_decoder_keeps_lengths(tiny_checkpoint: Path, tiny_synth) -> None:
     bf16 = MeloSynthesizer.from_checkpoint_dir(tiny_checkpoint, dtype="bfloat16")
     item = make_item(7, seed=1)

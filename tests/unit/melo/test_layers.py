@@ -86,6 +86,19 @@ def test_relative_attention_matches_its_definition(length: int, valid: int) -> N
     assert torch.allclose(fast[..., :valid], slow[..., :valid], atol=1e-5)
 
 
+@torch.no_grad()
+def test_relative_attention_in_a_padded_batch_matches_each_item() -> None:
+    torch.manual_seed(1)
+    attn = RelativeSelfAttention(channels=8, n_heads=2, window=4)
+    length, valid = 12, [12, 7, 1]
+    x = torch.randn(len(valid), 8, length)
+    key_mask = (torch.arange(length) < torch.tensor(valid).view(-1, 1)).view(-1, 1, 1, length)
+    batched = attn(x, key_mask, RelativePositions.build(length, 4, x.device))
+    for row, n in enumerate(valid):
+        slow = _naive_attention(attn, x[row : row + 1], n)
+        assert torch.allclose(batched[row, :, :n], slow[0, :, :n], atol=1e-5), f"item {row}"
+
+
 @pytest.mark.parametrize("durations", [[2, 0, 3, 1], [1, 1, 1, 1], [0, 0, 5, 0]])
 def test_frame_tokens_match_the_monotonic_path(durations: list[int]) -> None:
     dur = torch.tensor([durations], dtype=torch.float32)
