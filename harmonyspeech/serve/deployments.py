@@ -30,7 +30,7 @@ Torch and CTranslate2 run their CPU threads on GNU OpenMP, whose idle threads sp
 times before they sleep. Model replicas share a machine's cores, and while one model's threads
 spin between two operations the next model in the pipeline cannot use those cores: on 2 cores,
 cloned speech (MeloTTS then OpenVoice, 2 threads each) gave 2.45 audio-s/s at the default and
-4.2-4.6 with 1,000 spins (three runs), while MeloTTS alone kept its speed. Never spinning
+3.9-4.6 with 1,000 spins (four runs), while MeloTTS alone kept its speed. Never spinning
 (``OMP_WAIT_POLICY=PASSIVE``) did as well for cloned speech but cost a model alone 16 %
 (``python -m benchmarks cloning``; a MeloTTS-plus-converter process)."""
 
