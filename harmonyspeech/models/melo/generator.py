@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harmonyspeech.models.melo.conv import Conv
+from harmonyspeech.models.melo.layers import sequence_mask
 from harmonyspeech.models.melo.spectral import BLOCK, MIN_SPECTRAL_WORK, spectral_pays_off
 
 CPU_DECODER_WINDOW = 512
@@ -55,7 +56,7 @@ class ItemEnds:
         """Zero ``x`` (``[B, C, T]`` or ``[B, C, 1, T]``) past each item's end, in place."""
         total = x.shape[-1]
         if total not in self._padding:
-            padded = torch.arange(total, device=x.device) >= self.lengths.unsqueeze(1)
+            padded = ~sequence_mask(self.lengths, total)
             self._padding[total] = padded.nonzero(as_tuple=True)
         items, samples = self._padding[total]
         if items.numel():
@@ -97,7 +98,7 @@ def _prefix_length(mask: Tensor | None) -> FrameMask:
         return mask
     rows = mask.flatten(1)
     valid = (rows != 0).sum(dim=1)
-    prefix = torch.arange(rows.shape[1], device=mask.device) < valid.unsqueeze(1)
+    prefix = sequence_mask(valid, rows.shape[1])
     if not bool((rows == prefix.to(rows.dtype)).all()):
         return mask
     return int(valid[0]) if mask.shape[0] == 1 else ItemEnds(valid)

@@ -19,6 +19,11 @@ from torch import Tensor, nn
 _MASKED_SCORE = -1e4
 
 
+def sequence_mask(lengths: Tensor, max_length: int) -> Tensor:
+    """``[B, max_length]`` bool, True before each length."""
+    return torch.arange(max_length, device=lengths.device) < lengths.unsqueeze(1)
+
+
 class ChannelLayerNorm(nn.Module):
     """Layer norm over the channels of ``[B, C, T]``, with ``gamma``/``beta`` parameters."""
 

@@ -26,6 +26,7 @@ from harmonyspeech.models.melo.duration import (
 from harmonyspeech.models.melo.flow import TransformerCouplingBlock
 from harmonyspeech.models.melo.generator import build_generator
 from harmonyspeech.models.melo.hparams import MeloHParams
+from harmonyspeech.models.melo.layers import sequence_mask
 from harmonyspeech.models.melo.posterior import PosteriorEncoder
 from harmonyspeech.models.melo.text_encoder import TextEncoder
 
@@ -382,11 +383,6 @@ def length_groups(lengths: list[int], size: int | None) -> list[list[int]]:
 def _per_item(values: Tensor) -> Tensor:
     """``[B]`` knob values as ``[B, 1, 1]`` for broadcasting over ``[B, C, T]``."""
     return values.view(-1, 1, 1)
-
-
-def sequence_mask(lengths: Tensor, max_length: int) -> Tensor:
-    """``[B, max_length]`` bool, True before each length."""
-    return torch.arange(max_length, device=lengths.device) < lengths.unsqueeze(1)
 
 
 def frame_tokens(durations: Tensor, n_frames: int) -> Tensor:

@@ -24,6 +24,7 @@ from harmonyspeech.models.melo.checkpoint import load_network, prepare_network
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
 from harmonyspeech.models.melo.hparams import MeloHParams
 from harmonyspeech.models.melo.items import BERT_CHANNELS, JA_BERT_CHANNELS, SynthesisItem
+from harmonyspeech.models.melo.layers import sequence_mask
 from harmonyspeech.models.melo.network import MeloNetwork, NetworkInputs, PerItemNoise
 from harmonyspeech.models.melo.precision import resolve_decoder_dtype
 
@@ -296,8 +297,7 @@ def _waveforms(audio: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
     if audio.device.type == "cpu":
         host = audio.numpy()
         return [host[row, :size].copy() for row, size in enumerate(sizes)]
-    valid = torch.arange(audio.shape[1], device=audio.device) < lengths.unsqueeze(1)
-    packed = audio[valid]
+    packed = audio[sequence_mask(lengths, audio.shape[1])]
     pinned = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
     flat = pinned.copy_(packed).numpy()
     return [piece.copy() for piece in np.split(flat, np.cumsum(sizes)[:-1])]

@@ -23,7 +23,8 @@ from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.models.melo.checkpoint import read_state_dict
 from harmonyspeech.models.melo.conv import fold_weight_norm
 from harmonyspeech.models.melo.generator import CPU_DECODER_WINDOW
-from harmonyspeech.models.melo.network import bucket_length, length_groups, sequence_mask
+from harmonyspeech.models.melo.layers import sequence_mask
+from harmonyspeech.models.melo.network import bucket_length, length_groups
 from harmonyspeech.models.melo.precision import (
     resolve_decoder_dtype,
     use_exact_cuda_convolutions,
