@@ -46,9 +46,12 @@ def as_json(transcript: Transcript) -> dict[str, Any]:
 
 
 def as_verbose_json(transcript: Transcript, *, task: str, words: bool) -> dict[str, Any]:
+    """OpenAI's verbose_json: ``language`` names the spoken language of a transcription, and
+    for a translation the language of the output, which is always English (as OpenAI's)."""
+    language = "en" if task == "translate" else transcript.language
     body: dict[str, Any] = {
         "task": task,
-        "language": LANGUAGE_NAMES.get(transcript.language, transcript.language),
+        "language": LANGUAGE_NAMES.get(language, language),
         "duration": round(transcript.duration, 3),
         "text": transcript.text,
         "segments": [_segment(i, s) for i, s in enumerate(transcript.segments)],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from harmonyspeech.api import transcript_formats as formats
@@ -78,3 +80,14 @@ def test_verbose_json(transcript: Transcript) -> None:
         {"word": " world.", "start": 0.9, "end": 1.4},
     ]
     assert "words" not in formats.as_verbose_json(transcript, task="transcribe", words=False)
+
+
+def test_verbose_json_of_a_translation_names_english_whatever_was_spoken(
+    transcript: Transcript,
+) -> None:
+    spoken_italian = dataclasses.replace(transcript, language="it")
+    assert formats.as_verbose_json(spoken_italian, task="transcribe", words=False)["language"] == (
+        "italian"
+    )
+    translated = formats.as_verbose_json(spoken_italian, task="translate", words=False)
+    assert translated["language"] == "english" and translated["task"] == "translate"
