@@ -86,11 +86,29 @@ class NotFoundError(HarmonySpeechError):
 
 
 class MethodNotAllowedError(HarmonySpeechError):
-    """The route exists but not for this HTTP method (405)."""
+    """The route exists but not for this HTTP method (405); ``allowed`` lists the methods it
+    takes, which the response names in its ``Allow`` header (RFC 9110 requires it)."""
 
     status_code = 405
     error_type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        allowed: tuple[str, ...] = (),
+    ):
+        super().__init__(message, param=param, code=code)
+        self.allowed = tuple(allowed)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "allowed": self.allowed}
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
 
 
 class PayloadTooLargeError(HarmonySpeechError):

@@ -15,6 +15,7 @@ from harmonyspeech.api.errors import install_error_handlers
 from harmonyspeech.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
+    HeadMiddleware,
     NormalizePathMiddleware,
     RequestMetricsMiddleware,
 )
@@ -65,22 +66,25 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.started_at = int(time.time())
-    install_error_handlers(app)
     routers = (health, metrics, models, speech, transcriptions, vad, voices)
     for module in routers:
         app.include_router(module.router)
+    # FastAPI wraps an included router in one route without a path; the routers' own routes
+    # are what middleware and error handling match paths against.
+    routes = [*app.router.routes, *(route for m in routers for route in m.router.routes)]
+    install_error_handlers(app, routes=routes)
     verifier = verifier or ApiKeyVerifier.from_config(config.server.auth)
     if rate_limiter is None:
         rate_limiter = RateLimiter.from_config(config.server.rate_limits, labels=verifier.labels)
     app.state.rate_limiter = rate_limiter
     # Starlette runs the last-added middleware first: paths are normalised, then the request
-    # is counted (whatever answers it), then auth, then rate limits, then size.
+    # is counted (whatever answers it), then auth, then rate limits, then size, then HEAD.
+    app.add_middleware(HeadMiddleware, routes=routes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.limits.max_upload_bytes)
     if rate_limiter is not None:
         # After auth (it counts by key), before the body is read (refusals cost no upload).
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
     app.add_middleware(AuthMiddleware, verifier=verifier)
-    routes = [*app.router.routes, *(route for m in routers for route in m.router.routes)]
     app.add_middleware(RequestMetricsMiddleware, routes=routes)
     app.add_middleware(NormalizePathMiddleware)
     return app

@@ -8,11 +8,13 @@ a 500 that is logged with its traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from harmonyspeech.api.metrics import record_error
 from harmonyspeech.errors import (
@@ -32,8 +34,13 @@ def error_response(error: HarmonySpeechError) -> JSONResponse:
     return JSONResponse(error.to_envelope(), status_code=error.status_code, headers=error.headers())
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that map every failure to the OpenAI envelope."""
+def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute]) -> None:
+    """Register the handlers that map every failure to the OpenAI envelope.
+
+    Args:
+        app: The app.
+        routes: Its routes with a path, for the ``Allow`` header of a 405.
+    """
 
     @app.exception_handler(HarmonySpeechError)
     async def _engine_error(_: Request, exc: HarmonySpeechError) -> JSONResponse:
@@ -47,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(http_to_error(request, exc))
+        return error_response(http_to_error(request, exc, routes))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -95,12 +102,32 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"{param}: {message}" if param else message, param=param)
 
 
-def http_to_error(request: Request, exc: StarletteHTTPException) -> HarmonySpeechError:
-    """Framework HTTP errors (unknown route, wrong method, ...) in engine terms."""
+def allowed_methods(request: Request, routes: Sequence[BaseRoute]) -> tuple[str, ...]:
+    """Every method the ``routes`` at the request's path take, for a 405's ``Allow``
+    (Starlette's own names only the first route's, and voices has one route per method); HEAD
+    with GET (see ``HeadMiddleware``)."""
+    methods: set[str] = set()
+    for route in routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return tuple(sorted(methods))
+
+
+def http_to_error(
+    request: Request, exc: StarletteHTTPException, routes: Sequence[BaseRoute] = ()
+) -> HarmonySpeechError:
+    """Framework HTTP errors (unknown route, wrong method, ...) in engine terms; ``routes``
+    name the methods a 405 allows."""
     if exc.status_code == 404:
         return NotFoundError(f"no route for {request.method} {request.url.path}")
     if exc.status_code == 405:
-        return MethodNotAllowedError(f"method {request.method} not allowed on {request.url.path}")
+        return MethodNotAllowedError(
+            f"method {request.method} not allowed on {request.url.path}",
+            allowed=allowed_methods(request, routes),
+        )
     if isinstance(exc.__cause__, UnicodeDecodeError):
         # FastAPI's "There was an error parsing the body", said precisely.
         cause = exc.__cause__

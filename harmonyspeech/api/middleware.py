@@ -52,6 +52,38 @@ class NormalizePathMiddleware:
         await self.app(scope, receive, send)
 
 
+class HeadMiddleware:
+    """Answer ``HEAD`` on every ``GET`` route as ``GET`` would, without the body.
+
+    RFC 9110 requires HEAD wherever GET is served, and probes use it (``curl -I``, load
+    balancers); FastAPI's routes, unlike Starlette's, take only the methods they declare. A
+    HEAD on a path without a GET route goes on as it is, to its 405.
+
+    Args:
+        routes: The app's routes.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = dict(scope, method="GET")
+        if not any(route.matches(as_get)[0] is Match.FULL for route in self.routes):
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app(as_get, receive, without_body)
+
+
 class RequestMetricsMiddleware:
     """Count every answered request by route template (``/v1/audio/voices/{voice_id}``, not
     the id; ``unmatched`` for unknown paths), method and status.

@@ -11,7 +11,13 @@ PyAV bundles its own FFmpeg, so no system ffmpeg is needed. A user's bad upload 
 :func:`decode_audio`.
 """
 
-from harmonyspeech.audio.core import CONTENT_TYPES, OUTPUT_FORMATS, Audio, output_sample_rate
+from harmonyspeech.audio.core import (
+    CONTENT_TYPES,
+    OUTPUT_FORMATS,
+    OUTPUT_RATE,
+    Audio,
+    output_sample_rate,
+)
 from harmonyspeech.audio.decode import decode_audio
 from harmonyspeech.audio.encode import StreamEncoder, encode_audio
 from harmonyspeech.audio.resample import StreamResampler, resample
@@ -19,6 +25,7 @@ from harmonyspeech.audio.resample import StreamResampler, resample
 __all__ = [
     "CONTENT_TYPES",
     "OUTPUT_FORMATS",
+    "OUTPUT_RATE",
     "Audio",
     "StreamEncoder",
     "StreamResampler",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmonyspeech.audio import Audio, encode_audio
+from harmonyspeech.audio import OUTPUT_RATE, Audio, encode_audio
 from harmonyspeech.pipelines.validation import Score
 from harmonyspeech.text.sentences import gap_samples
 
@@ -36,6 +36,17 @@ class SpeechItem:
     score: Score | None = None
     best_audio: Audio | None = None
     retry: bool = False
+
+    @property
+    def is_pause(self) -> bool:
+        """Whether the item has nothing to speak (the whole input was punctuation, e.g.
+        "..."): its audio is the inter-piece silence, and no model runs on it."""
+        return not self.text
+
+
+def pause(speed: float) -> Audio:
+    """The audio of an item with nothing to speak: the inter-piece silence alone."""
+    return with_gap(Audio(np.zeros(0, dtype=np.float32), OUTPUT_RATE), speed)
 
 
 def retries(items: Iterable[SpeechItem]) -> int:

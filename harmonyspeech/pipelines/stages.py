@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
-from harmonyspeech.errors import InternalError, InvalidRequestError
+from harmonyspeech.errors import InternalError
 from harmonyspeech.models.types import (
     ConversionRequest,
     ToneColorRequest,
@@ -29,7 +29,7 @@ from harmonyspeech.models.types import (
 from harmonyspeech.pipelines.cloning import ConvertOptions, speech_only
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.spec import StageSpec
-from harmonyspeech.pipelines.speech import SpeechItem, with_gap
+from harmonyspeech.pipelines.speech import SpeechItem, pause, with_gap
 from harmonyspeech.pipelines.transcripts import (
     SAMPLE_RATE,
     Span,
@@ -175,7 +175,9 @@ class SynthesizeStage:
     """Text to speech, one sentence item at a time (each one a scheduler work item).
 
     The first sentence of an interactive request is scheduled ahead of everything else, as it
-    decides the time to first audio. Each piece is followed by 50 ms / speed of silence.
+    decides the time to first audio. Each piece is followed by 50 ms / speed of silence. An
+    input of punctuation alone ("...") is that silence, not an error: clients that speak text
+    as it arrives send such paragraphs on their own.
     """
 
     produces = "speech"
@@ -190,7 +192,7 @@ class SynthesizeStage:
         speech = ctx.require_speech()
         sentences = split_sentences_latin(speech.text)
         if not sentences:
-            raise InvalidRequestError("input has nothing to speak", param="input")
+            return [SpeechItem(index=0, text="", seed=speech.seed)]
         return [
             SpeechItem(index=i, text=text, seed=item_seed(speech.seed, i))
             for i, text in enumerate(sentences)
@@ -200,6 +202,9 @@ class SynthesizeStage:
         self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
     ) -> None:
         speech = ctx.require_speech()
+        if item.is_pause:
+            item.audio = pause(speech.speed)
+            return
         request = dataclasses.replace(speech, text=item.text, seed=item.seed)
         audio = await client.infer(
             request, priority=ctx.item_priority(item.index), timeout_s=ctx.remaining_s()
@@ -231,6 +236,8 @@ class ValidateStage:
     ) -> None:
         if item.audio is None:
             raise InternalError("validate ran before the sentence was synthesised")
+        if item.is_pause:
+            return
         options = ValidationOptions(**spec.options)
         text = await self._transcribe(item.audio, options.language, ctx, client, item.index)
         score = score_transcript(item.text, text, options.language)
@@ -298,7 +305,7 @@ class ConvertStage:
     async def process(
         self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
     ) -> None:
-        if ctx.target_voice is None:
+        if ctx.target_voice is None or item.is_pause:
             return
         if item.audio is None:
             raise InternalError("convert ran before the sentence was synthesised")

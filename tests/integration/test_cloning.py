@@ -68,6 +68,18 @@ def test_speech_in_a_cloned_voice_streamed_and_not(openai_client, voice_id: str)
     assert base.content[:same_length] != streamed[:same_length], "the voice must be converted"
 
 
+def test_punctuation_alone_in_a_cloned_voice_is_a_pause_left_unconverted(
+    openai_client, client, voice_id: str
+) -> None:
+    converted = client.get("/v1/models/instance:openvoice").json()["details"]["stats"]["items"]
+    pause = openai_client.audio.speech.create(
+        model="tts-1", voice=voice_id, input="...", response_format="pcm"
+    )
+    assert pause.content == bytes(2 * 1200)  # 50 ms of silence at 24 kHz
+    stats = client.get("/v1/models/instance:openvoice").json()["details"]["stats"]
+    assert stats["items"] == converted
+
+
 def test_voice_given_as_an_object_and_unknown_voices(client, voice_id: str) -> None:
     body = {"model": "tts-1", "input": "Hi there.", "voice": {"id": voice_id}, "stream": False}
     assert client.post("/v1/audio/speech", json=body).status_code == 200

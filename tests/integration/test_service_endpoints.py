@@ -18,6 +18,25 @@ def test_root_describes_the_server(client: httpx.Client) -> None:
     assert "/v1/audio/vad" in body["endpoints"]
 
 
+def test_the_openai_base_url_answers_as_the_root(client: httpx.Client) -> None:
+    # livekit's prewarm probes GET {base_url}/, and OpenAI base URLs end in /v1.
+    for path in ("/v1", "/v1/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.json() == client.get("/").json()
+
+
+def test_head_answers_every_get_route_without_a_body(client: httpx.Client) -> None:
+    for path in ("/health", "/", "/v1/models", "/v1/audio/voices"):
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers["content-length"] == get.headers["content-length"], path
+    missing = client.head("/v1/models/tts-9")
+    assert missing.status_code == 404 and missing.content == b""
+
+
 def test_models_list_has_openai_shape(client: httpx.Client) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
@@ -44,6 +63,22 @@ def test_unknown_routes_and_methods_use_the_envelope(client: httpx.Client) -> No
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = client.get("/v1/audio/vad")
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_wrong_method_is_told_the_methods_the_route_takes(client: httpx.Client) -> None:
+    # RFC 9110: a 405 must carry Allow; voices has one route per method, so it lists them all.
+    expected = {
+        ("GET", "/v1/audio/vad"): "POST",
+        ("HEAD", "/v1/audio/vad"): "POST",
+        ("DELETE", "/v1/models"): "GET, HEAD",
+        ("DELETE", "/v1/audio/voices"): "GET, HEAD, POST",
+        ("PUT", "/v1/audio/voices/voice_0123456789abcdef"): "DELETE, GET, HEAD",
+    }
+    for (method, path), allow in expected.items():
+        response = client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["allow"] == allow, (method, path)
+    assert client.delete("/v1/models").json()["error"]["code"] == "method_not_allowed"
 
 
 def test_double_slashes_are_tolerated(served, client: httpx.Client) -> None:

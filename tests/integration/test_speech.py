@@ -168,6 +168,32 @@ def synth_stats(client: httpx.Client) -> dict:
     return client.get("/v1/models/instance:melo-en").json()["details"]["stats"]
 
 
+@pytest.mark.parametrize(("model", "speed"), [("tts-1", 1.0), ("tts-validated", 2.0)])
+def test_punctuation_alone_is_a_pause_that_runs_no_model(
+    openai_client: openai.OpenAI, client: httpx.Client, model: str, speed: float
+) -> None:
+    # Clients that speak text as it arrives send paragraphs such as "..." on their own.
+    before = synth_stats(client)["items"]
+    for stream_format in ("audio", "sse"):
+        response = openai_client.audio.speech.create(
+            model=model,
+            voice="alloy",
+            input="...",
+            response_format="pcm",
+            speed=speed,
+            stream_format=stream_format,
+        )
+        if stream_format == "sse":
+            lines = [line for line in response.text.splitlines() if line]
+            events = [json.loads(line.removeprefix("data: ")) for line in lines]
+            assert events[-1]["type"] == "speech.audio.done"
+            pcm = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+        else:
+            pcm = response.content
+        assert pcm == bytes(2 * round(24000 * 0.05 / speed))  # the 50 ms / speed gap, silent
+    assert synth_stats(client)["items"] == before
+
+
 async def test_32_concurrent_requests_share_batches(async_openai_client, client) -> None:
     before = synth_stats(client)
 

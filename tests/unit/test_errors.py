@@ -12,7 +12,7 @@ CASES = [
     (errors.InvalidRequestError("bad", param="speed"), 400, "invalid_request_error"),
     (errors.AuthenticationError("no key"), 401, "authentication_error"),
     (errors.NotFoundError("gone", param="model"), 404, "invalid_request_error"),
-    (errors.MethodNotAllowedError("nope"), 405, "invalid_request_error"),
+    (errors.MethodNotAllowedError("nope", allowed=("GET", "HEAD")), 405, "invalid_request_error"),
     (errors.PayloadTooLargeError("big", param="file"), 413, "invalid_request_error"),
     (errors.OverloadedError("full", retry_after_s=3), 503, "server_error"),
     (errors.RateLimitError("slow down", retry_after_s=7), 429, "rate_limit_error"),
@@ -51,3 +51,7 @@ def test_overload_and_auth_headers() -> None:
     assert errors.OverloadedError("x", retry_after_s=2.6).headers() == {"Retry-After": "3"}
     assert errors.AuthenticationError("x").headers() == {"WWW-Authenticate": "Bearer"}
     assert errors.ModelLoadError("x").headers() == {"Retry-After": "5"}
+    assert errors.MethodNotAllowedError("x", allowed=("GET", "HEAD")).headers() == {
+        "Allow": "GET, HEAD"
+    }
+    assert errors.MethodNotAllowedError("x").headers() == {}

@@ -171,7 +171,7 @@ def test_the_worker_records_queue_depth_and_batch_metrics(registry: CollectorReg
 
 def _error_app() -> FastAPI:
     app = FastAPI()
-    install_error_handlers(app)
+    install_error_handlers(app, routes=app.router.routes)
 
     @app.get("/missing")
     async def missing() -> None:

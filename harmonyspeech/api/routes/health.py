@@ -32,8 +32,11 @@ async def ready(runtime: Runtime) -> JSONResponse:
 
 
 @router.get("/")
+@router.get("/v1")
+@router.get("/v1/")
 async def root(runtime: Runtime) -> dict[str, Any]:
-    """A short description of the server (clients such as livekit probe ``GET /``)."""
+    """A short description of the server. Clients probe it at their base URL: livekit's
+    prewarm sends ``GET {base_url}/``, and OpenAI clients' base URL ends in ``/v1``."""
     return {
         "name": "harmonyspeech",
         "version": __version__,
