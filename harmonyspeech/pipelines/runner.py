@@ -90,7 +90,7 @@ class PipelineRunner:
         try:
             for task in tasks:
                 with _reported(pipeline, source_spec):
-                    item = await asyncio.wait_for(task, ctx.remaining_s())
+                    item = await _in_order(task, tasks, ctx.remaining_s())
                 meter.delivered(item)
                 yield item
         finally:
@@ -126,6 +126,28 @@ class PipelineRunner:
             await asyncio.wait_for(
                 STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
             )
+
+
+async def _in_order(
+    task: asyncio.Future[SpeechItem], tasks: list[asyncio.Future[SpeechItem]], timeout: float | None
+) -> SpeechItem:
+    """``task``'s item, or the failure of any of ``tasks`` as soon as it happens.
+
+    Items are delivered in order, but a later item's failure dooms the request all the same:
+    a full queue refuses a later sentence at once, and the request must then fail fast (503
+    before its stream starts), not after the sentences before it were synthesised for nothing.
+
+    Raises:
+        TimeoutError: ``task`` was not done within ``timeout`` seconds.
+    """
+    async with asyncio.timeout(timeout):
+        while not task.done():
+            running = [t for t in tasks if not t.done()]
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for other in tasks:
+                if other.done() and not other.cancelled() and other.exception() is not None:
+                    raise other.exception()  # type: ignore[misc]
+    return task.result()
 
 
 def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:

@@ -21,7 +21,7 @@ from harmonyspeech.errors import (
     OverloadedError,
     PipelineStageError,
 )
-from harmonyspeech.models.types import VadRequest, VadResult
+from harmonyspeech.models.types import SynthesisRequest, VadRequest, VadResult
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import build_catalog
@@ -138,3 +138,46 @@ async def test_missing_audio_is_a_client_error() -> None:
     ctx = PipelineContext.with_timeout(10.0)
     with pytest.raises(InvalidRequestError, match="needs input audio"):
         await run_with(ScriptedClient(None), ctx)
+
+
+class SentenceClient:
+    """Synthesises each sentence slowly, except that the queue refuses the one that starts
+    with ``refused``."""
+
+    def __init__(self, refused: str, synthesis_s: float):
+        self.refused = refused
+        self.synthesis_s = synthesis_s
+        self.cancelled: list[str] = []
+
+    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+        if payload.text.startswith(self.refused):
+            raise OverloadedError("queue full", retry_after_s=1)
+        try:
+            await asyncio.sleep(self.synthesis_s)
+        except asyncio.CancelledError:
+            self.cancelled.append(payload.text.split()[1])
+            raise
+        return Audio(np.zeros(480, np.float32), 24000)
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+async def test_a_refused_later_sentence_fails_the_request_before_the_first_is_done() -> None:
+    config = {
+        "models": [{"name": "melo", "family": "melotts"}],
+        "pipelines": [{"name": "tts", "stages": [{"kind": "synthesize", "model": "melo"}]}],
+    }
+    pipeline = build_catalog(load_config(config)).resolve("tts")
+    client = SentenceClient(refused="Part three", synthesis_s=5.0)
+    ctx = PipelineContext.with_timeout(30.0)
+    # Pieces are cut at about 256 characters: one per part.
+    text = " ".join(f"Part {name} {'goes on ' * 35}to its end." for name in ("one", "two", "three"))
+    ctx.speech = SynthesisRequest(text=text, voice="EN-US")
+    stream = PipelineRunner({"melo": client}).stream(pipeline, ctx)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(OverloadedError):
+        await anext(stream)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.sleep(0)  # let the cancellations land
+    assert sorted(client.cancelled) == ["one", "two"]

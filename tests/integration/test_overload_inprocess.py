@@ -1,0 +1,54 @@
+"""A full synthesizer queue through the HTTP app over in-process workers (real tiny models, no
+Ray): a request that cannot be queued whole fails at once with 503, streamed or not."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from harmonyspeech.api.app import create_app
+from harmonyspeech.config import load_config
+from harmonyspeech.pipelines.runtime import LocalEngine
+from tests.conftest import TinyWeights, served_config_data
+
+# Eight pieces of about 300 characters (pieces are cut at about 256).
+TEXT = " ".join(f"Part {i} {'goes on ' * 35}to its end." for i in range(8))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
+    data = served_config_data(tiny_weights)
+    for model in data["models"]:
+        if model["name"] == "melo-en":
+            model["batching"]["max_queue"] = 2
+    with LocalEngine(load_config(data)) as local:
+        yield local
+
+
+@pytest.fixture
+async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(engine.runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+def synthesized(engine: LocalEngine) -> int:
+    return engine.workers["melo-en"].stats.items
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_request_refused_past_its_first_sentence_is_a_503_before_any_audio(
+    http: httpx.AsyncClient, engine: LocalEngine, stream: bool
+) -> None:
+    before = synthesized(engine)
+    body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "stream": stream}
+    async with http.stream("POST", "/v1/audio/speech", json=body) as response:
+        assert response.status_code == 503
+        assert int(response.headers["retry-after"]) >= 1
+        error = json.loads(await response.aread())["error"]
+    assert error["code"] == "server_overloaded" and "queue full" in error["message"]
+    # The sentences that were queued were taken back, not synthesised for nothing.
+    assert synthesized(engine) - before < 8
