@@ -121,9 +121,10 @@ class DeploymentOptions(StrictModel):
     of 5 starves batching."""
 
     max_queued_requests: int | None = Field(None, ge=1)
-    """Requests that may wait for a free slot once every replica holds
-    ``max_ongoing_requests``; past it Serve refuses at once with 503 and ``Retry-After: 1``
-    (which clients retry) instead of queueing without bound. None: no bound."""
+    """Requests that may wait to be assigned a replica; past it Serve refuses at once with 503
+    and ``Retry-After: 1`` (which clients retry) instead of queueing without bound. Serve counts
+    every request not yet assigned, also while replicas have free ``max_ongoing_requests``
+    slots, so keep it above the largest burst of simultaneous arrivals. None: no bound."""
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> DeploymentOptions:
@@ -607,6 +608,11 @@ class ServerConfig(StrictModel):
 
     ray: RayConfig = RayConfig()
     """Ray connection for ``harmonyspeech serve``."""
+
+    shutdown_grace_s: float = Field(30.0, ge=0)
+    """On SIGINT or SIGTERM, ``harmonyspeech serve`` refuses new requests (503) and lets those
+    in flight finish for up to this long before it stops the models; a second signal stops
+    at once."""
 
     voices: VoicesConfig = VoicesConfig()
     """The cloned-voice registry."""

@@ -15,7 +15,9 @@ from harmonyspeech.api.errors import install_error_handlers
 from harmonyspeech.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
+    DrainMiddleware,
     HeadMiddleware,
+    Lifecycle,
     NormalizePathMiddleware,
     RequestMetricsMiddleware,
 )
@@ -48,6 +50,7 @@ def create_app(
     *,
     verifier: ApiKeyVerifier | None = None,
     rate_limiter: RateLimiter | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> FastAPI:
     """Build the HTTP app over an engine runtime.
 
@@ -56,6 +59,8 @@ def create_app(
         verifier: API-key checker; by default built from ``runtime.config.server.auth``.
         rate_limiter: Per-key limits; by default built from ``server.rate_limits`` (none when
             it sets no limit). Kept on ``app.state.rate_limiter``.
+        lifecycle: Draining state and requests in flight, for graceful shutdown; by default
+            a fresh one. Kept on ``app.state.lifecycle``.
     """
     config = runtime.config
     app = FastAPI(
@@ -78,13 +83,16 @@ def create_app(
         rate_limiter = RateLimiter.from_config(config.server.rate_limits, labels=verifier.labels)
     app.state.rate_limiter = rate_limiter
     # Starlette runs the last-added middleware first: paths are normalised, then the request
-    # is counted (whatever answers it), then auth, then rate limits, then size, then HEAD.
+    # is counted (whatever answers it), then refused if the app drains, then auth, then rate
+    # limits, then size, then HEAD.
     app.add_middleware(HeadMiddleware, routes=routes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.limits.max_upload_bytes)
     if rate_limiter is not None:
         # After auth (it counts by key), before the body is read (refusals cost no upload).
         app.add_middleware(RateLimitMiddleware, limiter=rate_limiter)
     app.add_middleware(AuthMiddleware, verifier=verifier)
+    app.state.lifecycle = lifecycle or Lifecycle()
+    app.add_middleware(DrainMiddleware, lifecycle=app.state.lifecycle)
     app.add_middleware(RequestMetricsMiddleware, routes=routes)
     app.add_middleware(NormalizePathMiddleware)
     return app

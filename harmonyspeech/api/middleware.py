@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harmonyspeech.api.auth import ApiKeyVerifier
 from harmonyspeech.api.metrics import record_error, record_request
-from harmonyspeech.errors import HarmonySpeechError, PayloadTooLargeError
+from harmonyspeech.errors import HarmonySpeechError, OverloadedError, PayloadTooLargeError
 
 _SLASHES = re.compile(r"/{2,}")
 API_KEY_STATE = "api_key_hash"
@@ -50,6 +50,59 @@ class NormalizePathMiddleware:
         if scope["type"] == "http" and "//" in scope["path"]:
             scope = dict(scope, path=_SLASHES.sub("/", scope["path"]))
         await self.app(scope, receive, send)
+
+
+class Lifecycle:
+    """Whether the app still takes new requests, and how many it is answering (requests in
+    flight, streams until their last byte): what a graceful shutdown waits for."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+
+
+DRAIN_EXEMPT = ("/health", "/ready", "/metrics")
+"""Paths that still answer while draining, and that a shutdown does not wait for: probes
+must see the server go unready."""
+
+
+class DrainMiddleware:
+    """Count requests in flight; once ``lifecycle.draining`` is set, refuse new ones with 503
+    and ``Retry-After`` (health, readiness and metrics still answer, uncounted), so that a
+    shutdown can wait for the requests it let in.
+
+    Args:
+        lifecycle: The app's :class:`Lifecycle`.
+    """
+
+    def __init__(self, app: ASGIApp, *, lifecycle: Lifecycle):
+        self.app = app
+        self.lifecycle = lifecycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in DRAIN_EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.lifecycle.draining:
+            await send_error(send, shutting_down())
+            return
+        self.lifecycle.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.lifecycle.in_flight -= 1
+
+
+def shutting_down() -> OverloadedError:
+    """The answer to a request that arrives while the server drains."""
+    return OverloadedError(
+        "the server is shutting down; retry on another replica or later",
+        code="shutting_down",
+        retry_after_s=SHUTDOWN_RETRY_AFTER_S,
+    )
+
+
+SHUTDOWN_RETRY_AFTER_S = 5
 
 
 class HeadMiddleware:

@@ -8,9 +8,11 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from harmonyspeech.api.app import create_app
+from harmonyspeech.api.middleware import Lifecycle
 from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
 from harmonyspeech.engine.items import Priority
@@ -90,10 +92,18 @@ class Ingress:
         use_ray()
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
+        self.lifecycle = Lifecycle()
+
+    async def drain(self) -> tuple[str, int]:
+        """Take no new requests from now on (503), and report this replica's id and how many
+        requests it is still answering: a graceful shutdown calls it until every replica has
+        reported none, and only then stops the models those requests need."""
+        self.lifecycle.draining = True
+        return serve.get_replica_context().replica_id.unique_id, self.lifecycle.in_flight
 
     async def engine_config(self) -> dict[str, Any]:
         """The config this app runs, for batch jobs that attach to it (key hashes only)."""
         return self.runtime.config.model_dump(mode="json")
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.runtime)
+        return create_app(self.runtime, lifecycle=self.lifecycle)

@@ -9,13 +9,14 @@ import logging
 import signal
 import socket
 import threading
+import time
 
 import ray
 from ray import serve
 
 from harmonyspeech.config import EngineConfig
 from harmonyspeech.errors import ConfigError
-from harmonyspeech.serve.app import APP_NAME, build_application
+from harmonyspeech.serve.app import APP_NAME, INGRESS_NAME, build_application
 
 logger = logging.getLogger(__name__)
 
@@ -69,22 +70,90 @@ def ensure_port_free(port: int) -> None:
             raise ConfigError([("server.ray.metrics_export_port", message)]) from None
 
 
-def stop() -> None:
-    """Shut the app, Serve and (for an embedded Ray) Ray down."""
+def stop(grace_s: float = 0.0, force: threading.Event | None = None) -> None:
+    """Shut the app, Serve and (for an embedded Ray) Ray down, after letting the requests in
+    flight finish for up to ``grace_s`` seconds (see :func:`drain`), or until ``force`` is set.
+    """
     if not ray.is_initialized():
         return  # start-up failed before Ray ran (serve.shutdown would start one)
     try:
+        if grace_s > 0:
+            drain(grace_s, force or threading.Event())
         serve.shutdown()
     finally:
         ray.shutdown()
 
 
+def drain(grace_s: float, force: threading.Event) -> bool:
+    """Stop the ingress taking new requests and wait until it has answered those it holds.
+
+    Serve stops every deployment of an app at once, and a model replica with nothing queued
+    stops at once: the requests in flight would then lose the models their later stages need
+    (a cloned voice's conversion, a transcription after its VAD). So the ingress drains first:
+    each replica refuses new requests from its first ``drain`` call on, and the wait ends when
+    every running replica has reported none in flight.
+
+    Returns:
+        Whether every request finished within ``grace_s`` (and before ``force`` was set).
+    """
+    deadline = time.monotonic() + grace_s
+    try:
+        replicas = _running_replicas(INGRESS_NAME)
+        if not replicas:
+            return True
+        handle = serve.get_deployment_handle(INGRESS_NAME, app_name=APP_NAME)
+        idle: set[str] = set()
+        busy: set[str] = set()
+        while not force.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            replica, in_flight = handle.drain.remote().result(timeout_s=min(left, 5.0))
+            if in_flight == 0:
+                idle.add(replica)
+                if len(idle) >= replicas:
+                    logger.info("every request in flight was answered")
+                    return True
+                continue
+            if replica not in busy:
+                busy.add(replica)
+                logger.info("waiting for %d request(s) in flight on ingress %s", in_flight, replica)
+            time.sleep(DRAIN_POLL_S)
+    except Exception as exc:  # the app may be failing or gone; stopping must go on regardless
+        logger.warning("could not drain the ingress: %s", exc)
+        return False
+    logger.warning("stopping with requests still in flight")
+    return False
+
+
+DRAIN_POLL_S = 0.2
+
+
+def _running_replicas(deployment: str) -> int:
+    app = serve.status().applications.get(APP_NAME)
+    if app is None or deployment not in app.deployments:
+        return 0
+    return app.deployments[deployment].replica_states.get("RUNNING", 0)
+
+
 def run_until_signalled(config: EngineConfig) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    stop_requested = threading.Event()
+    """Serve until SIGINT or SIGTERM, then stop cleanly: requests in flight get up to
+    ``server.shutdown_grace_s`` to finish, unless a second signal comes."""
+    stop_requested, force = threading.Event(), threading.Event()
+    grace_s = config.server.shutdown_grace_s
 
     def _request_stop(signum: int, _frame: object) -> None:
-        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop_requested.is_set():
+            logger.info("received %s again, stopping now", name)
+            force.set()
+            return
+        logger.info(
+            "received %s, shutting down: requests in flight get up to %g s (%s again to stop now)",
+            name,
+            grace_s,
+            name,
+        )
         stop_requested.set()
 
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -99,7 +168,9 @@ def run_until_signalled(config: EngineConfig) -> None:
         print(f"harmonyspeech listening on {url}", flush=True)
         stop_requested.wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stop()
+        try:
+            stop(grace_s, force)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         logger.info("stopped")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,9 +18,17 @@ from tests.helpers import answers, free_port, scrape, wait_until
 from tests.unit.vad_clips import clip_bytes
 
 
+@dataclass(frozen=True)
+class Served:
+    base: str
+    process: subprocess.Popen
+    log: Path
+
+
 @contextmanager
-def serving(config: Path, port: int, log: Path) -> Iterator[str]:
-    """The CLI in a subprocess; on exit, SIGTERM and a check that it stopped cleanly."""
+def serving(config: Path, port: int, log: Path) -> Iterator[Served]:
+    """The CLI in a subprocess; on exit, SIGTERM (unless the test sent it) and a check that it
+    stopped cleanly."""
     out = log.open("w")
     command = ["harmonyspeech", "serve", "--config", str(config), "--port", str(port)]
     process = subprocess.Popen(
@@ -32,9 +41,10 @@ def serving(config: Path, port: int, log: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(answers(f"{base}/ready"), timeout=120, what="harmonyspeech serve")
-        yield base
+        yield Served(base, process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.poll() is None and "shutting down" not in log.read_text():
+            process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
         out.close()
     assert code == 0
@@ -46,9 +56,12 @@ def test_serve_command_serves_stops_and_keeps_cloned_voices(
     tmp_path: Path, tiny_weights: TinyWeights
 ) -> None:
     port, metrics_port = free_port(), free_port()
-    data = served_config_data(tiny_weights, ray={"metrics_export_port": metrics_port})
+    data = served_config_data(
+        tiny_weights, ray={"metrics_export_port": metrics_port}, shutdown_grace_s=90
+    )
     config = write_config(tmp_path / "engine.yaml", data)
-    with serving(config, port, tmp_path / "first.log") as base:
+    with serving(config, port, tmp_path / "first.log") as served:
+        base = served.base
         files = {"file": ("c.flac", clip_bytes("short"))}
         response = httpx.post(f"{base}/v1/audio/vad", files=files, timeout=60)
         assert response.status_code == 200 and response.json()["segments"]
@@ -69,9 +82,35 @@ def test_serve_command_serves_stops_and_keeps_cloned_voices(
         assert created.status_code == 200, created.text
         voice = created.json()
 
-    with serving(config, port, tmp_path / "second.log") as base:
+    with serving(config, port, tmp_path / "second.log") as served:
+        base = served.base
         again = httpx.get(f"{base}/v1/audio/voices/{voice['id']}", timeout=30)
         assert again.status_code == 200 and again.json() == voice
         body = {"model": "tts-1", "voice": voice["id"], "input": "Still here.", "stream": False}
         speech = httpx.post(f"{base}/v1/audio/speech", json=body, timeout=60)
         assert speech.status_code == 200 and len(speech.content) > 1000
+        assert_a_signal_lets_requests_in_flight_finish(served, voice["id"])
+    assert "every request in flight was answered" in (tmp_path / "second.log").read_text()
+
+
+def assert_a_signal_lets_requests_in_flight_finish(served: Served, voice: str) -> None:
+    """SIGTERM during a cloned-voice stream: the stream still ends complete (its later
+    sentences still get converted), and a request that arrives after the signal is refused."""
+    # Five pieces: the first is synthesised in a batch of its own, the others after it.
+    text = " ".join(f"Sentence {i} of a long reading, which keeps going." for i in range(24))
+    body = {"model": "tts-1", "voice": voice, "input": text, "seed": 5}
+    body |= {"response_format": "pcm"}
+    with httpx.Client(base_url=served.base, timeout=120) as client:
+        expected = client.post("/v1/audio/speech", json=body).content
+        with client.stream("POST", "/v1/audio/speech", json=body) as stream:
+            chunks = stream.iter_bytes()
+            received = next(chunks)
+            served.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: client.get("/ready").status_code == 503, timeout=30, what="draining")
+            late = client.post("/v1/audio/speech", json={**body, "input": "Too late."})
+            after_signal = b"".join(chunks)
+        assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down"
+        assert late.headers["retry-after"] == "5"
+        assert received + after_signal == expected
+    log = served.log.read_text()
+    assert "waiting for 1 request(s) in flight" in log, "the stream was not in flight"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from harmonyspeech import __version__
@@ -22,13 +22,17 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(runtime: Runtime) -> JSONResponse:
-    """200 only when every model instance is loaded; 503 otherwise, with each one's state."""
+async def ready(request: Request, runtime: Runtime) -> JSONResponse:
+    """200 only when every model instance is loaded and the server is not shutting down;
+    503 otherwise, with each model's state."""
     statuses = await runtime.model_statuses()
     models = {name: {"state": s["state"], "error": s.get("error")} for name, s in statuses.items()}
     all_ready = all(s["state"] == "ready" for s in statuses.values())
-    body = {"status": "ready" if all_ready else "not_ready", "models": models}
-    return JSONResponse(body, status_code=200 if all_ready else 503)
+    status = "ready" if all_ready else "not_ready"
+    if request.app.state.lifecycle.draining:
+        status = "draining"
+    body = {"status": status, "models": models}
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 
 @router.get("/")
