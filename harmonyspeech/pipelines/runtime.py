@@ -44,6 +44,7 @@ class EngineRuntime:
         *,
         timeout_s: float | None,
         priority: Priority = Priority.INTERACTIVE,
+        streamed: bool = True,
     ) -> PipelineContext:
         """The context of a speech request; a cloned voice's id (``voice_...``) is looked up
         in the registry and its embedding read now, once for the whole request.
@@ -52,7 +53,9 @@ class EngineRuntime:
             NotFoundError: No such cloned voice (404).
             InvalidRequestError: ``pipeline`` cannot speak cloned voices.
         """
-        ctx = PipelineContext.with_timeout(timeout_s, speech=speech, priority=priority)
+        ctx = PipelineContext.with_timeout(
+            timeout_s, speech=speech, priority=priority, streamed=streamed
+        )
         if is_voice_id(speech.voice):
             stored = await asyncio.to_thread(self.voices.get, speech.voice)
             use_cloned_voice(pipeline, ctx, stored.embedding, self.catalog)

@@ -181,3 +181,35 @@ async def test_a_refused_later_sentence_fails_the_request_before_the_first_is_do
     assert asyncio.get_running_loop().time() - started < 1.0
     await asyncio.sleep(0)  # let the cancellations land
     assert sorted(client.cancelled) == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("priority", "streamed", "first"),
+    [
+        (Priority.INTERACTIVE, True, Priority.FIRST_CHUNK),
+        # A response sent whole gains nothing from its first item jumping ahead.
+        (Priority.INTERACTIVE, False, Priority.INTERACTIVE),
+        (Priority.BATCH, True, Priority.BATCH),
+    ],
+)
+def test_only_a_streamed_interactive_request_puts_its_first_item_ahead(
+    priority: Priority, streamed: bool, first: Priority
+) -> None:
+    ctx = PipelineContext(priority=priority, streamed=streamed)
+    assert ctx.item_priority(0) is first
+    assert ctx.item_priority(1) is priority
+
+
+async def test_the_sentences_of_a_request_sent_whole_are_scheduled_alike() -> None:
+    config = {
+        "models": [{"name": "melo", "family": "melotts"}],
+        "pipelines": [{"name": "tts", "stages": [{"kind": "synthesize", "model": "melo"}]}],
+    }
+    pipeline = build_catalog(load_config(config)).resolve("tts")
+    client = ScriptedClient(Audio(np.zeros(480, np.float32), 24000))
+    text = " ".join(f"Part {name} {'goes on ' * 35}to its end." for name in ("one", "two"))
+    ctx = PipelineContext.with_timeout(
+        30.0, speech=SynthesisRequest(text=text, voice="EN-US"), streamed=False
+    )
+    await PipelineRunner({"melo": client}).run(pipeline, ctx)
+    assert [priority for _, priority, _ in client.calls] == [Priority.INTERACTIVE] * 2

@@ -52,7 +52,10 @@ async def create_speech(
     body.check_input(limits.max_input_chars)
     pipeline = runtime.catalog.resolve(body.model, produces="speech")
     ctx = await runtime.speech_context(
-        pipeline, body.synthesis_request(), timeout_s=limits.request_timeout_s
+        pipeline,
+        body.synthesis_request(),
+        timeout_s=limits.request_timeout_s,
+        streamed=body.stream or body.stream_format == "sse",
     )
     headers = await _headers(runtime, pipeline)
     # Wait for the first sentence, so a request that fails before any audio exists gets a

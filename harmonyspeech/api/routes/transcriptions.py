@@ -121,7 +121,9 @@ async def _respond(
     limits = runtime.config.server.limits
     audio = await read_audio(file, limits, sample_rate=DECODE_RATE)
     await charge_audio_seconds(audio.duration)
-    ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio, transcription=options)
+    ctx = PipelineContext.with_timeout(
+        limits.request_timeout_s, audio=audio, transcription=options, streamed=stream
+    )
     if stream:
         events = await started(_events(runtime.runner.stream(pipeline, ctx), ctx))
         return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
