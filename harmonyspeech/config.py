@@ -612,7 +612,7 @@ class ServerConfig(StrictModel):
     shutdown_grace_s: float = Field(30.0, ge=0)
     """On SIGINT or SIGTERM, ``harmonyspeech serve`` refuses new requests (503) and lets those
     in flight finish for up to this long before it stops the models; a second signal stops
-    at once."""
+    at once. Clusters (``serve deploy``) follow Serve's own shutdown instead."""
 
     voices: VoicesConfig = VoicesConfig()
     """The cloned-voice registry."""

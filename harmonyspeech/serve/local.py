@@ -70,15 +70,11 @@ def ensure_port_free(port: int) -> None:
             raise ConfigError([("server.ray.metrics_export_port", message)]) from None
 
 
-def stop(grace_s: float = 0.0, force: threading.Event | None = None) -> None:
-    """Shut the app, Serve and (for an embedded Ray) Ray down, after letting the requests in
-    flight finish for up to ``grace_s`` seconds (see :func:`drain`), or until ``force`` is set.
-    """
+def stop() -> None:
+    """Shut the app, Serve and (for an embedded Ray) Ray down."""
     if not ray.is_initialized():
         return  # start-up failed before Ray ran (serve.shutdown would start one)
     try:
-        if grace_s > 0:
-            drain(grace_s, force or threading.Event())
         serve.shutdown()
     finally:
         ray.shutdown()
@@ -91,42 +87,49 @@ def drain(grace_s: float, force: threading.Event) -> bool:
     stops at once: the requests in flight would then lose the models their later stages need
     (a cloned voice's conversion, a transcription after its VAD). So the ingress drains first:
     each replica refuses new requests from its first ``drain`` call on, and the wait ends when
-    every running replica has reported none in flight.
+    as many replicas as are running have reported none in flight. A replica at its
+    ``max_ongoing_requests`` takes the call only once a request ends, so a call that times out
+    is made again until the grace ends.
 
     Returns:
         Whether every request finished within ``grace_s`` (and before ``force`` was set).
     """
     deadline = time.monotonic() + grace_s
-    try:
-        replicas = _running_replicas(INGRESS_NAME)
-        if not replicas:
-            return True
-        handle = serve.get_deployment_handle(INGRESS_NAME, app_name=APP_NAME)
-        idle: set[str] = set()
-        busy: set[str] = set()
-        while not force.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            replica, in_flight = handle.drain.remote().result(timeout_s=min(left, 5.0))
-            if in_flight == 0:
-                idle.add(replica)
-                if len(idle) >= replicas:
-                    logger.info("every request in flight was answered")
-                    return True
-                continue
-            if replica not in busy:
-                busy.add(replica)
-                logger.info("waiting for %d request(s) in flight on ingress %s", in_flight, replica)
-            time.sleep(DRAIN_POLL_S)
-    except Exception as exc:  # the app may be failing or gone; stopping must go on regardless
-        logger.warning("could not drain the ingress: %s", exc)
-        return False
+    idle: set[str] = set()
+    busy: set[str] = set()
+    handle = None
+    while not force.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            replicas = _running_replicas(INGRESS_NAME)
+            if not replicas:
+                return True
+            handle = handle or serve.get_deployment_handle(INGRESS_NAME, app_name=APP_NAME)
+            replica, in_flight = handle.drain.remote().result(timeout_s=min(left, DRAIN_CALL_S))
+        except TimeoutError:
+            continue
+        except Exception as exc:  # the app may be failing or gone; stopping must go on regardless
+            logger.warning("could not drain the ingress: %s", exc)
+            return False
+        if in_flight == 0:
+            idle.add(replica)
+            if len(idle) >= replicas:
+                logger.info("every request in flight was answered")
+                return True
+            continue
+        if replica not in busy:
+            busy.add(replica)
+            logger.info("waiting for %d request(s) in flight on ingress %s", in_flight, replica)
+        time.sleep(DRAIN_POLL_S)
     logger.warning("stopping with requests still in flight")
     return False
 
 
 DRAIN_POLL_S = 0.2
+DRAIN_CALL_S = 1.0
+"""Longest wait for one ``drain`` call, so that a second signal takes effect within it."""
 
 
 def _running_replicas(deployment: str) -> int:
@@ -160,8 +163,10 @@ def run_until_signalled(config: EngineConfig) -> None:
     # Handlers go in before Ray starts, so a signal during start-up still stops it cleanly, and
     # again afterwards because ray.init replaces the SIGTERM handler with sys.exit.
     previous = {sig: signal.signal(sig, _request_stop) for sig in signals}
+    serving = False
     try:
         url = start(config)
+        serving = True
         for sig in signals:
             signal.signal(sig, _request_stop)
         logger.info("listening on %s (models load in the background; see /ready)", url)
@@ -169,8 +174,11 @@ def run_until_signalled(config: EngineConfig) -> None:
         stop_requested.wait()
     finally:
         try:
-            stop(grace_s, force)
+            if serving and grace_s > 0:
+                drain(grace_s, force)
         finally:
+            # Past the drain, a further signal interrupts the shutdown itself, as before it.
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            stop()
         logger.info("stopped")

@@ -35,20 +35,15 @@ async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def synthesized(engine: LocalEngine) -> int:
-    return engine.workers["melo-en"].stats.items
-
-
 @pytest.mark.parametrize("stream", [True, False])
 async def test_a_request_refused_past_its_first_sentence_is_a_503_before_any_audio(
-    http: httpx.AsyncClient, engine: LocalEngine, stream: bool
+    http: httpx.AsyncClient, stream: bool
 ) -> None:
-    before = synthesized(engine)
+    # Streamed, the answer used to be a 200 that broke off once the stream reached the refused
+    # sentence (the first one fits the queue); sent whole, it was a late 503.
     body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "stream": stream}
     async with http.stream("POST", "/v1/audio/speech", json=body) as response:
         assert response.status_code == 503
         assert int(response.headers["retry-after"]) >= 1
         error = json.loads(await response.aread())["error"]
     assert error["code"] == "server_overloaded" and "queue full" in error["message"]
-    # The sentences that were queued were taken back, not synthesised for nothing.
-    assert synthesized(engine) - before < 8
