@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from harmonyspeech import config as cfg
 from harmonyspeech.cli import main
 from harmonyspeech.errors import ConfigError
+from harmonyspeech.pipelines.spec import build_catalog
 from tests.conftest import ROOT
 
 MINIMAL = {
@@ -199,6 +200,23 @@ def test_the_default_config_fits_a_two_core_machine() -> None:
     config = cfg.load_config(ROOT / "configs" / "default.yaml")
     deployments = [config.server.ingress, *(m.deployment for m in config.models)]
     assert sum(d.num_cpus * d.replicas for d in deployments) <= 2
+
+
+# The SDK's voice names (openai-api-and-peers.md, section 1.1).
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage")
+OPENAI_VOICES += ("shimmer", "verse", "marin", "cedar")
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "cluster-gpu.yaml"])
+def test_shipped_configs_take_the_names_openai_clients_send(name: str) -> None:
+    config = cfg.load_config(ROOT / "configs" / name)
+    catalog = build_catalog(config)
+    for model in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15"):
+        assert catalog.resolve(model, produces="speech").name == "tts", model
+    for model in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"):
+        assert catalog.resolve(model, produces="transcript").name == "whisper", model
+    synthesizer = config.model(catalog.resolve("tts").stages[0].model)
+    assert set(OPENAI_VOICES) <= set(synthesizer.options.voices)
 
 
 # --- rate limits ---------------------------------------------------------------------------------
