@@ -11,7 +11,6 @@ import os
 import signal
 import time
 
-import httpx
 import openai
 import psutil
 
@@ -77,7 +76,7 @@ async def test_killing_a_replica_mid_request_loses_no_request(served) -> None:
         base_url=f"{served.base_url}/v1",
         api_key="unused",
         max_retries=0,
-        timeout=httpx.Timeout(timeout_s + 15),
+        timeout=timeout_s + 15,
     ) as sdk:
         first_audio = asyncio.Event()
         started = time.monotonic()

@@ -33,7 +33,7 @@ def sdk_for(base_url: str) -> openai.AsyncOpenAI:
         base_url=f"{base_url}/v1",
         api_key="unused",
         max_retries=0,
-        timeout=httpx.Timeout(120.0),
+        timeout=120.0,
         http_client=httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)),
     )
 
