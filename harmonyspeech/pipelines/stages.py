@@ -175,9 +175,9 @@ class SynthesizeStage:
     """Text to speech, one sentence item at a time (each one a scheduler work item).
 
     The first sentence of a streamed interactive request is scheduled ahead of everything
-    else, as it decides the time to first audio. Each piece is followed by 50 ms / speed of silence. An
-    input of punctuation alone ("...") is that silence, not an error: clients that speak text
-    as it arrives send such paragraphs on their own.
+    else, as it decides the time to first audio. Each piece is followed by 50 ms / speed of
+    silence. An input of punctuation alone ("...") is that silence, not an error: clients that
+    speak text as it arrives send such paragraphs on their own.
     """
 
     produces = "speech"
