@@ -134,17 +134,13 @@ def prepare_network(
     decoder_dtype: torch.dtype = torch.float32,
     channels_last: bool | None = None,
 ) -> None:
-    """Move a freshly loaded network to ``device`` and prepare it for inference, in place.
-
-    ``channels_last`` None picks the channels-last decoder layout where it was measured faster:
-    on CPU, and on GPUs in half precision (in float32 the default layout is faster there).
+    """Move a freshly loaded network to ``device`` and prepare it for inference, in place
+    (``channels_last`` None: the decoder layout measured faster, see ``Generator.prepare``).
 
     On CUDA this turns cuDNN's TF32 convolutions off for the whole process
     (``use_exact_cuda_convolutions``): with them, items' lengths moved with their batch mates.
     """
     device = torch.device(device)
-    if channels_last is None:
-        channels_last = device.type == "cpu" or decoder_dtype != torch.float32
     use_exact_cuda_convolutions(device)
     network.to(device)
     network.prepare_for_inference(channels_last=channels_last, decoder_dtype=decoder_dtype)

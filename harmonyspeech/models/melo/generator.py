@@ -193,6 +193,25 @@ class Generator(nn.Module):
         self.conv_post = Conv(channels, 1, 7, padding=3, bias=False)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1) if gin_channels else None
 
+    def prepare(self, dtype: torch.dtype, *, channels_last: bool | None = None) -> None:
+        """Set the precision and layout for inference; call once, on the decoder's device,
+        after folding the weight norm.
+
+        Args:
+            dtype: Precision of the decoder.
+            channels_last: Run in the channels-last 2-D layout (:meth:`use_channels_last`),
+                with the wide float32 convolutions through the FFT on CPUs where that pays off
+                (:meth:`use_spectral_convolutions_where_faster`). None: where it measured
+                faster, on CPU and in half precision (in float32 on a GPU the default layout
+                is faster).
+        """
+        self.to(dtype)
+        if channels_last is None:
+            channels_last = self.conv_pre.weight.device.type == "cpu" or dtype != torch.float32
+        if channels_last:
+            self.use_channels_last()
+            self.use_spectral_convolutions_where_faster()
+
     def use_channels_last(self) -> None:
         """Run the stages as 2-D convolutions in channels-last format (faster with oneDNN).
 

@@ -184,15 +184,15 @@ class MeloNetwork(nn.Module):
         return self.emb_g.num_embeddings
 
     def prepare_for_inference(
-        self, *, channels_last: bool, decoder_dtype: torch.dtype = torch.float32
+        self, *, channels_last: bool | None = None, decoder_dtype: torch.dtype = torch.float32
     ) -> None:
         """Drop the training-only posterior encoder, fold weight norm, freeze parameters and
-        pick the decoder layout; call once, after loading the checkpoint.
+        pick the decoder's precision and layout; call once, on the network's device, after
+        loading the checkpoint.
 
         Args:
-            channels_last: Run the decoder in channels-last 2-D layout (faster on CPU), with its
-                wide float32 convolutions through the FFT on CPUs where that pays off
-                (``Generator.use_spectral_convolutions_where_faster``).
+            channels_last: The decoder's layout (see ``Generator.prepare``; None: the one
+                measured faster on the device in ``decoder_dtype``).
             decoder_dtype: Precision of the decoder, which dominates the cost. Everything that
                 decides durations stays in float32, so item lengths never depend on it.
 
@@ -207,10 +207,7 @@ class MeloNetwork(nn.Module):
         fold_weight_norm(self)
         self.eval()
         self.requires_grad_(False)
-        self.dec.to(decoder_dtype)
-        if channels_last:
-            self.dec.use_channels_last()
-            self.dec.use_spectral_convolutions_where_faster()
+        self.dec.prepare(decoder_dtype, channels_last=channels_last)
 
     def infer(
         self,

@@ -231,21 +231,16 @@ def prepare_converter(
     device: str | torch.device,
     decoder_dtype: torch.dtype = torch.float32,
 ) -> None:
-    """Fold weight norm, freeze, move to ``device`` and set the decoder's precision; a
-    channels-last decoder on CPU and in half precision (as MeloTTS's, see
-    ``prepare_network``), with its wide float32 convolutions through the FFT on CPUs where that
-    pays off. On CUDA, cuDNN's TF32 convolutions go off, so that float32 batches stay exact
-    (``use_exact_cuda_convolutions``)."""
+    """Fold weight norm, freeze, move to ``device`` and set the decoder's precision and
+    layout (``Generator.prepare``, as MeloTTS's). On CUDA, cuDNN's TF32 convolutions go off,
+    so that float32 batches stay exact (``use_exact_cuda_convolutions``)."""
     device = torch.device(device)
     use_exact_cuda_convolutions(device)
     fold_weight_norm(network)
     network.to(device)
     network.eval()
     network.requires_grad_(False)
-    network.dec.to(decoder_dtype)
-    if device.type == "cpu" or decoder_dtype != torch.float32:
-        network.dec.use_channels_last()
-        network.dec.use_spectral_convolutions_where_faster()
+    network.dec.prepare(decoder_dtype)
 
 
 def load_base_speakers(path: str | Path, speakers: Sequence[str]) -> dict[str, np.ndarray]:
