@@ -67,7 +67,9 @@ class BatchingPolicy(StrictModel):
     """How long the oldest queued item may wait for a batch to fill before the batch is sent."""
 
     max_queue: int = Field(256, ge=1)
-    """Most items waiting in the queue; past it, requests fail fast with HTTP 503 + Retry-After."""
+    """Most items waiting in the queue; past it, new requests fail fast with HTTP 503 +
+    Retry-After. Work of a request whose first output is out is queued past it (it still
+    counts), so that a stream under way is not cut off."""
 
     lookahead: int = Field(4, ge=1)
     """How many batches' worth of queued items (in urgency order) are considered when grouping

@@ -16,8 +16,19 @@ from harmonyspeech.engine.worker import ModelWorker, WorkerState
 class ModelClient(Protocol):
     """A model instance as pipelines see it."""
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
-        """Run one payload through the model's scheduler; raises the engine's errors."""
+    async def infer(
+        self,
+        payload: Any,
+        *,
+        priority: Priority,
+        timeout_s: float | None,
+        admitted: bool = False,
+    ) -> Any:
+        """Run one payload through the model's scheduler; raises the engine's errors.
+
+        ``admitted``: the payload belongs to a request already under way, so the model's queue
+        bound does not refuse it (``Scheduler.submit``).
+        """
         ...
 
     async def status(self) -> dict[str, Any]:
@@ -31,8 +42,17 @@ class LocalModelClient:
     def __init__(self, worker: ModelWorker):
         self.worker = worker
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
-        return await self.worker.infer(payload, priority=priority, timeout_s=timeout_s)
+    async def infer(
+        self,
+        payload: Any,
+        *,
+        priority: Priority,
+        timeout_s: float | None,
+        admitted: bool = False,
+    ) -> Any:
+        return await self.worker.infer(
+            payload, priority=priority, timeout_s=timeout_s, admitted=admitted
+        )
 
     async def status(self) -> dict[str, Any]:
         return worker_status(self.worker)

@@ -55,13 +55,19 @@ class Scheduler:
     def __contains__(self, item_id: int) -> bool:
         return item_id in self._queue
 
-    def submit(self, item: WorkItem) -> None:
+    def submit(self, item: WorkItem, *, admitted: bool = False) -> None:
         """Queue an item.
 
+        Args:
+            item: The work item.
+            admitted: The item belongs to a request already under way, which the bound must not
+                cut off: it is queued even past ``max_queue`` (and counts towards it, so new
+                requests are refused until the queue is back under the bound).
+
         Raises:
-            OverloadedError: The queue already holds ``max_queue`` items.
+            OverloadedError: The queue already holds ``max_queue`` items (not ``admitted``).
         """
-        if len(self._queue) >= self.policy.max_queue:
+        if not admitted and len(self._queue) >= self.policy.max_queue:
             raise OverloadedError(
                 f"queue full ({self.policy.max_queue} items waiting); retry shortly",
                 retry_after_s=self._retry_after(),

@@ -127,11 +127,14 @@ class ModelWorker:
         *,
         priority: Priority = Priority.INTERACTIVE,
         timeout_s: float | None = None,
+        admitted: bool = False,
     ) -> Future:
         """Queue one payload; the future resolves to the adapter's result for it.
 
+        ``admitted`` work (of a request already under way) is queued past the queue bound.
+
         Raises:
-            OverloadedError: The queue is full.
+            OverloadedError: The queue is full (and the work is not ``admitted``).
             ModelLoadError: The model failed to load.
         """
         if self._state is WorkerState.FAILED:
@@ -142,7 +145,7 @@ class ModelWorker:
         with self._cond:
             if self._stopping:
                 raise ModelLoadError(f"model {self.name!r} is shutting down")
-            self._scheduler.submit(item)
+            self._scheduler.submit(item, admitted=admitted)
             self._futures[item.id] = future
             self._queue_changed()
             self._cond.notify()
@@ -155,10 +158,11 @@ class ModelWorker:
         *,
         priority: Priority = Priority.INTERACTIVE,
         timeout_s: float | None = None,
+        admitted: bool = False,
     ) -> Any:
         """Async form of ``submit``; cancelling the awaiting task removes the queued item."""
         return await asyncio.wrap_future(
-            self.submit(payload, priority=priority, timeout_s=timeout_s)
+            self.submit(payload, priority=priority, timeout_s=timeout_s, admitted=admitted)
         )
 
     def queue_depth(self) -> int:

@@ -24,6 +24,8 @@ class PipelineContext:
         streamed: Whether the response sends the first item as soon as it is done (a stream);
             only then does that item jump ahead of other requests' work.
         deadline: ``time.monotonic()`` value after which the request fails with 504.
+        admitted: Whether the request's first output is out (its first sentence delivered);
+            its later model calls are then queued past full queues (``pipelines.admission``).
         audio: Decoded input audio (VAD, transcription, cloning references).
         vad_params: Per-request VAD overrides.
         vad: Output of the ``vad`` stage.
@@ -42,6 +44,7 @@ class PipelineContext:
     priority: Priority = Priority.INTERACTIVE
     streamed: bool = True
     deadline: float | None = None
+    admitted: bool = False
     audio: Audio | None = None
     vad_params: VadParams = field(default_factory=VadParams)
     vad: VadResult | None = None

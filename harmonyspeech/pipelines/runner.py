@@ -15,8 +15,10 @@ from harmonyspeech.errors import (
     InternalError,
     PipelineStageError,
 )
+from harmonyspeech.pipelines.admission import RequestClient
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.metering import SpeechMeter, input_processed, timed, timed_stream
+from harmonyspeech.pipelines.ordered import cancel_all, in_order
 from harmonyspeech.pipelines.spec import PipelineSpec, StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem
 from harmonyspeech.pipelines.stages import STAGES, ItemSource, StreamingStage
@@ -30,6 +32,8 @@ class PipelineRunner:
     Errors: client errors (4xx), overload, deadline and model-availability errors pass through
     unchanged; any other failure becomes a ``PipelineStageError`` naming the stage. Every stage
     is bounded by the request's remaining time (504 beyond it; its queued work is cancelled).
+    A full queue refuses a request's model calls only until its first output is out
+    (``pipelines.admission``).
     Stage latency and the request's audio metrics are recorded (``pipelines.metering``).
 
     Args:
@@ -67,7 +71,7 @@ class PipelineRunner:
         stage = STAGES[last.kind]
         if not isinstance(stage, StreamingStage):
             raise InternalError(f"stage {last.kind!r} cannot stream")
-        parts = stage.stream(last, ctx, self._clients[last.model])
+        parts = stage.stream(last, ctx, self._client(last, ctx))
         with _reported(pipeline, last):
             async for part in timed_stream(pipeline, last, ctx, parts):
                 yield part
@@ -90,11 +94,13 @@ class PipelineRunner:
         try:
             for task in tasks:
                 with _reported(pipeline, source_spec):
-                    item = await _in_order(task, tasks, ctx.remaining_s())
+                    item = await in_order(task, tasks, ctx.remaining_s())
+                # The first sentence is out: from now on no full queue may cut the request off.
+                ctx.admitted = True
                 meter.delivered(item)
                 yield item
         finally:
-            _cancel_all(tasks)
+            cancel_all(tasks)
         meter.finished()
 
     async def _process_item(
@@ -111,7 +117,8 @@ class PipelineRunner:
             for spec in stages:
                 with _reported(pipeline, spec), timed(pipeline, spec):
                     stage = STAGES[spec.kind]
-                    await stage.process(spec, ctx, self._clients[spec.model], item)  # type: ignore[attr-defined]
+                    client = self._client(spec, ctx)
+                    await stage.process(spec, ctx, client, item)  # type: ignore[attr-defined]
                 if item.retry:
                     break
             else:
@@ -124,39 +131,11 @@ class PipelineRunner:
         timeout = ctx.remaining_s()
         with _reported(pipeline, spec), timed(pipeline, spec):
             await asyncio.wait_for(
-                STAGES[spec.kind].run(spec, ctx, self._clients[spec.model]), timeout=timeout
+                STAGES[spec.kind].run(spec, ctx, self._client(spec, ctx)), timeout=timeout
             )
 
-
-async def _in_order(
-    task: asyncio.Future[SpeechItem], tasks: list[asyncio.Future[SpeechItem]], timeout: float | None
-) -> SpeechItem:
-    """``task``'s item, or the failure of any of ``tasks`` as soon as it happens.
-
-    Items are delivered in order, but a later item's failure dooms the request all the same:
-    a full queue refuses a later sentence at once, and the request must then fail fast (503
-    before its stream starts), not after the sentences before it were synthesised for nothing.
-
-    Raises:
-        TimeoutError: ``task`` was not done within ``timeout`` seconds.
-    """
-    async with asyncio.timeout(timeout):
-        while not task.done():
-            running = [t for t in tasks if not t.done()]
-            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for other in tasks:
-                if other.done() and not other.cancelled() and other.exception() is not None:
-                    raise other.exception()  # type: ignore[misc]
-    return task.result()
-
-
-def _cancel_all(tasks: list[asyncio.Future[Any]]) -> None:
-    """Cancel what still runs; collect what already failed (the request already has its error)."""
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()
+    def _client(self, spec: StageSpec, ctx: PipelineContext) -> RequestClient:
+        return RequestClient(self._clients[spec.model], ctx)
 
 
 def _item_source(pipeline: PipelineSpec) -> int | None:

@@ -28,6 +28,7 @@ from harmonyspeech.models.types import (
 )
 from harmonyspeech.pipelines.cloning import ConvertOptions, speech_only
 from harmonyspeech.pipelines.context import PipelineContext
+from harmonyspeech.pipelines.ordered import cancel_all, in_order
 from harmonyspeech.pipelines.spec import StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem, pause, with_gap
 from harmonyspeech.pipelines.transcripts import (
@@ -116,7 +117,9 @@ class TranscribeStage:
     """Speech to text in windows of at most 30 s, batched with other requests' windows.
 
     With a preceding ``vad`` stage, windows cover only speech. Without a language, the first
-    window detects it and the others use it, so a transcript has one language.
+    window detects it and the others use it, so a transcript has one language. Segments come
+    out in order; any window's failure fails the request at once, before a stream starts if
+    it can.
     """
 
     produces = "transcript"
@@ -163,12 +166,11 @@ class TranscribeStage:
                     first = await asyncio.wait_for(future, ctx.remaining_s())
                     language = transcript.language = first.language
             for future in pending:
-                window = await asyncio.wait_for(future, ctx.remaining_s())
+                window = await in_order(future, pending, ctx.remaining_s())
                 for segment in transcript.extend(window):
                     yield segment
         finally:
-            for future in pending:
-                future.cancel()
+            cancel_all(pending)
 
 
 class SynthesizeStage:

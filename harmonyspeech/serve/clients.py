@@ -49,7 +49,14 @@ class ServeModelClient:
         self.name = name
         self._handle = handle
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self,
+        payload: Any,
+        *,
+        priority: Priority,
+        timeout_s: float | None,
+        admitted: bool = False,
+    ) -> Any:
         clock = time.monotonic
         deadline = math.inf if timeout_s is None else clock() + timeout_s
         give_up_at = math.inf
@@ -58,7 +65,9 @@ class ServeModelClient:
             limit = min(deadline, give_up_at) - clock()
             if limit <= 0:
                 raise self._gave_up(deadline, clock())
-            call = self._handle.infer.remote(payload, int(priority), _finite(deadline - clock()))
+            call = self._handle.infer.remote(
+                payload, int(priority), _finite(deadline - clock()), admitted
+            )
             try:
                 if math.isinf(limit):
                     return await call

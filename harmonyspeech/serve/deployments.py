@@ -70,8 +70,12 @@ class ModelServer:
         self.worker = ModelWorker(create_adapter(model), model.batching, name=model.name)
         self.worker.start()
 
-    async def infer(self, payload: Any, priority: int, timeout_s: float | None) -> Any:
-        return await self.worker.infer(payload, priority=Priority(priority), timeout_s=timeout_s)
+    async def infer(
+        self, payload: Any, priority: int, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        return await self.worker.infer(
+            payload, priority=Priority(priority), timeout_s=timeout_s, admitted=admitted
+        )
 
     async def status(self) -> dict[str, Any]:
         return worker_status(self.worker)

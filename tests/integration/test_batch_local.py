@@ -96,9 +96,13 @@ class PrioritySpy:
     def __init__(self, client: LocalModelClient):
         self.client, self.priorities = client, []
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
         self.priorities.append(priority)
-        return await self.client.infer(payload, priority=priority, timeout_s=timeout_s)
+        return await self.client.infer(
+            payload, priority=priority, timeout_s=timeout_s, admitted=admitted
+        )
 
     async def status(self) -> dict[str, Any]:
         return await self.client.status()

@@ -21,10 +21,11 @@ from harmonyspeech.errors import (
     OverloadedError,
     PipelineStageError,
 )
-from harmonyspeech.models.types import SynthesisRequest, VadRequest, VadResult
+from harmonyspeech.models.types import SynthesisRequest, VadRequest, VadResult, WindowTranscript
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import build_catalog
+from harmonyspeech.pipelines.transcripts import TranscriptionOptions
 
 CONFIG = {
     "models": [{"name": "silero", "family": "silero-vad"}],
@@ -42,7 +43,9 @@ class ScriptedClient:
         self.delay_s = delay_s
         self.calls: list[tuple[Any, Priority, float | None]] = []
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
         self.calls.append((payload, priority, timeout_s))
         await asyncio.sleep(self.delay_s)
         if isinstance(self.outcome, BaseException):
@@ -149,7 +152,9 @@ class SentenceClient:
         self.synthesis_s = synthesis_s
         self.cancelled: list[str] = []
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
         if payload.text.startswith(self.refused):
             raise OverloadedError("queue full", retry_after_s=1)
         try:
@@ -181,6 +186,136 @@ async def test_a_refused_later_sentence_fails_the_request_before_the_first_is_do
     assert asyncio.get_running_loop().time() - started < 1.0
     await asyncio.sleep(0)  # let the cancellations land
     assert sorted(client.cancelled) == ["one", "two"]
+
+
+CLONING = {
+    "models": [
+        {"name": "melo", "family": "melotts"},
+        {"name": "openvoice", "family": "openvoice"},
+    ],
+    "pipelines": [
+        {
+            "name": "tts",
+            "stages": [
+                {"kind": "synthesize", "model": "melo"},
+                {"kind": "convert", "model": "openvoice"},
+            ],
+        }
+    ],
+}
+
+
+class StaggeredSynth:
+    """Synthesises part ``k`` of a text in ``k * step_s`` seconds."""
+
+    def __init__(self, step_s: float):
+        self.step_s = step_s
+        self.admitted: list[bool] = []
+
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        self.admitted.append(admitted)
+        await asyncio.sleep(int(payload.text.split()[1]) * self.step_s)
+        return Audio(np.zeros(480, np.float32), 24000)
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+class ConverterQueue:
+    """A converter whose queue has room for ``room`` more items of new work; past that it
+    refuses all but admitted work (of requests already under way), as the scheduler does."""
+
+    def __init__(self, room: int):
+        self.room = room
+        self.admitted: list[bool] = []
+
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        self.admitted.append(admitted)
+        if not admitted:
+            if self.room == 0:
+                raise OverloadedError("queue full", retry_after_s=1)
+            self.room -= 1
+        return payload.audio
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+def cloned_speech(parts: int) -> PipelineContext:
+    # Pieces are cut at about 256 characters: one per part.
+    text = " ".join(f"Part {k} {'goes on ' * 35}to its end." for k in range(parts))
+    ctx = PipelineContext.with_timeout(30.0, speech=SynthesisRequest(text=text, voice="EN-US"))
+    ctx.target_voice = np.ones(256, np.float32)
+    return ctx
+
+
+async def test_a_full_converter_does_not_cut_off_a_cloned_voice_stream_under_way() -> None:
+    # The first sentence takes the converter's last free slot; the later ones reach it only
+    # after that sentence went out, and must not break the stream.
+    pipeline = build_catalog(load_config(CLONING)).resolve("tts")
+    synth, converter = StaggeredSynth(step_s=0.05), ConverterQueue(room=1)
+    runner = PipelineRunner({"melo": synth, "openvoice": converter})
+    items = [item async for item in runner.stream(pipeline, cloned_speech(parts=4))]
+    assert [item.index for item in items] == [0, 1, 2, 3]
+    assert synth.admitted == [False] * 4
+    assert converter.admitted == [False, True, True, True]
+
+
+async def test_a_full_converter_before_the_first_sentence_is_out_is_a_503() -> None:
+    pipeline = build_catalog(load_config(CLONING)).resolve("tts")
+    converter = ConverterQueue(room=0)
+    runner = PipelineRunner({"melo": StaggeredSynth(step_s=0.05), "openvoice": converter})
+    with pytest.raises(OverloadedError):
+        await anext(runner.stream(pipeline, cloned_speech(parts=4)))
+    assert converter.admitted == [False]
+
+
+class WindowClient:
+    """Transcribes the first window in ``first_s`` seconds and refuses the others at once (a
+    full queue), noting whether the first was cancelled."""
+
+    def __init__(self, first_s: float):
+        self.first_s = first_s
+        self.first_cancelled = False
+
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        if payload.offset > 0:
+            raise OverloadedError("queue full", retry_after_s=1)
+        try:
+            await asyncio.sleep(self.first_s)
+        except asyncio.CancelledError:
+            self.first_cancelled = True
+            raise
+        return WindowTranscript(language="en", segments=())
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+async def test_a_refused_later_window_fails_a_transcription_before_its_first_segment() -> None:
+    config = {
+        "models": [{"name": "whisper", "family": "faster-whisper"}],
+        "pipelines": [{"name": "stt", "stages": [{"kind": "transcribe", "model": "whisper"}]}],
+    }
+    pipeline = build_catalog(load_config(config)).resolve("stt")
+    ctx = PipelineContext.with_timeout(
+        30.0,
+        audio=Audio(np.zeros(16000 * 70, np.float32), 16000),  # three 30 s windows
+        transcription=TranscriptionOptions(language="en"),
+    )
+    client = WindowClient(first_s=5.0)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(OverloadedError):
+        await anext(PipelineRunner({"whisper": client}).stream(pipeline, ctx))
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.sleep(0)  # let the cancellation land
+    assert client.first_cancelled
 
 
 @pytest.mark.parametrize(

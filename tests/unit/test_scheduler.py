@@ -27,7 +27,8 @@ def make_scheduler(**policy: object) -> tuple[Scheduler, FakeClock]:
 
 
 class SchedulerMachine(RuleBasedStateMachine):
-    """Every submitted item ends exactly once: batched, cancelled, expired or rejected."""
+    """Every submitted item ends exactly once: batched, cancelled, expired or rejected; only
+    new work (not ``admitted``) is rejected, and exactly when the queue is at its bound."""
 
     @initialize(
         max_batch_size=st.integers(1, 8),
@@ -50,17 +51,18 @@ class SchedulerMachine(RuleBasedStateMachine):
         cost=st.floats(0.1, 10.0),
         priority=st.sampled_from(list(Priority)),
         timeout=st.none() | st.floats(0.0, 1.0),
+        admitted=st.booleans(),
     )
-    def submit(self, cost, priority, timeout) -> None:
+    def submit(self, cost, priority, timeout, admitted) -> None:
         deadline = None if timeout is None else self.clock.now + timeout
         item = WorkItem(payload=None, cost=cost, priority=priority, deadline=deadline)
         full = len(self.queued) >= self.scheduler.policy.max_queue
-        if full:
+        if full and not admitted:
             with pytest.raises(OverloadedError):
                 self.scheduler.submit(item)
             self.done[item.id] = "rejected"
             return
-        self.scheduler.submit(item)
+        self.scheduler.submit(item, admitted=admitted)
         self.queued[item.id] = item
 
     @precondition(lambda self: bool(self.queued))
@@ -116,7 +118,6 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not hasattr(self, "scheduler"):
             return
         assert len(self.scheduler) == len(self.queued)
-        assert len(self.scheduler) <= self.scheduler.policy.max_queue
         for item_id in self.queued:
             assert item_id in self.scheduler
 
@@ -133,6 +134,19 @@ def test_overload_is_raised_exactly_at_the_bound() -> None:
         scheduler.submit(WorkItem(payload=None))
     assert info.value.status_code == 503
     assert "Retry-After" in info.value.headers()
+    scheduler.next_batch()
+    scheduler.submit(WorkItem(payload=None))
+
+
+def test_admitted_work_is_queued_past_the_bound_and_counts_towards_it() -> None:
+    scheduler, _ = make_scheduler(max_queue=2, max_batch_size=1)
+    for _ in range(2):
+        scheduler.submit(WorkItem(payload=None))
+    scheduler.submit(WorkItem(payload=None), admitted=True)
+    assert len(scheduler) == 3
+    scheduler.next_batch()
+    with pytest.raises(OverloadedError):
+        scheduler.submit(WorkItem(payload=None))  # two left, and the bound is two: still full
     scheduler.next_batch()
     scheduler.submit(WorkItem(payload=None))
 

@@ -133,7 +133,9 @@ class SeedSynth:
     def __init__(self) -> None:
         self.calls: list[SynthesisRequest] = []
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
         assert isinstance(payload, SynthesisRequest)
         self.calls.append(payload)
         return Audio(np.full(4410, len(self.calls) - 1, dtype=np.float32), 44100)
@@ -150,7 +152,9 @@ class SeedTranscriber:
         self.synth = synth
         self.good_seeds = good_seeds
 
-    async def infer(self, payload: Any, *, priority: Priority, timeout_s: float | None) -> Any:
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
         assert isinstance(payload, TranscribeWindow) and payload.language == "en"
         call = self.synth.calls[round(float(payload.audio[len(payload.audio) // 2]))]
         good = self.good_seeds is None or call.seed in self.good_seeds

@@ -129,6 +129,16 @@ def test_full_queue_fails_fast(worker) -> None:
         w.submit(request("short"))
 
 
+def test_a_full_queue_takes_work_of_requests_under_way(worker) -> None:
+    w = worker(max_queue=1)
+    first = w.submit(request("short"))
+    later = w.submit(request("short"), admitted=True)
+    with pytest.raises(OverloadedError):
+        w.submit(request("short"))
+    w.start()
+    assert first.result(timeout=60) == later.result(timeout=60)
+
+
 def test_lifecycle_states(worker) -> None:
     w = worker()
     assert w.state is WorkerState.CREATED
