@@ -69,7 +69,7 @@ def as_verbose_json(transcript: Transcript, *, task: str, words: bool) -> dict[s
 def _segment(index: int, segment: TranscribedSegment) -> dict[str, Any]:
     return {
         "id": index,
-        "seek": 0,
+        "seek": segment.seek,
         "start": segment.start,
         "end": segment.end,
         "text": segment.text,

@@ -304,6 +304,7 @@ def _segment(data: dict[str, Any], bounds: tuple[float, float]) -> TranscribedSe
         compression_ratio=float(data["compression_ratio"]),
         temperature=float(data["temperature"]),
         words=words,
+        seek=int(data["seek"]),
     )
 
 

@@ -93,6 +93,8 @@ class TranscribedSegment:
     compression_ratio: float
     temperature: float
     words: tuple[TranscribedWord, ...] = ()
+    seek: int = 0
+    """Where the segment's 30 s window starts, in 10 ms feature frames (Whisper's ``seek``)."""
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def test_times_are_absolute_and_inside_the_window(adapter: FasterWhisperAdapter)
     assert result.segments
     for segment in result.segments:
         assert 100.0 <= segment.start <= segment.end <= end
+        assert segment.seek == 10000  # the window's start in 10 ms frames
 
 
 def test_detects_a_language_when_none_is_given(adapter: FasterWhisperAdapter) -> None:

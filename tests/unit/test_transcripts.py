@@ -37,7 +37,8 @@ def test_no_speech_means_no_windows() -> None:
 
 
 def segment(start: float, end: float, text: str, words: tuple = ()) -> TranscribedSegment:
-    return TranscribedSegment(start, end, text, (1, 2), -0.5, 0.1, 1.2, 0.0, words)
+    seek = int(start // 30) * 3000  # as if cut every 30 s
+    return TranscribedSegment(start, end, text, (1, 2), -0.5, 0.1, 1.2, 0.0, words, seek)
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def test_verbose_json(transcript: Transcript) -> None:
     body = formats.as_verbose_json(transcript, task="transcribe", words=True)
     assert body["language"] == "english" and body["task"] == "transcribe"
     assert [s["id"] for s in body["segments"]] == [0, 1]
+    assert [s["seek"] for s in body["segments"]] == [0, 372000]
     assert body["words"] == [
         {"word": " Hello", "start": 0.5, "end": 0.9},
         {"word": " world.", "start": 0.9, "end": 1.4},
