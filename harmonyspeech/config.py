@@ -585,6 +585,35 @@ class VoicesConfig(StrictModel):
     """Directory of the voice registry; on a cluster, a path every replica shares."""
 
 
+ORIGIN_PATTERN = r"https?://[^/\s?#]+"
+
+
+class CorsConfig(StrictModel):
+    """Which web pages' scripts may call the API from a browser (CORS).
+
+    Off by default: a browser then refuses a page's cross-origin calls, so that a site a user
+    visits cannot use a server on their machine or network. Other clients are unaffected.
+    """
+
+    allow_origins: list[str] = []
+    """Origins (``https://app.example.com``, with a port if not the scheme's) whose pages may
+    call the API, or ``["*"]`` for any page. Requests still need an API key when ``auth``
+    requires one."""
+
+    max_age_s: int = Field(600, ge=0)
+    """How long a browser may reuse a preflight's answer."""
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' allows every origin: list it alone")
+        for origin in value:
+            if origin != "*" and not re.fullmatch(ORIGIN_PATTERN, origin):
+                raise ValueError(f"{origin!r} is not an origin like 'https://app.example.com'")
+        return value
+
+
 class ServerConfig(StrictModel):
     """The HTTP front door."""
 
@@ -602,6 +631,9 @@ class ServerConfig(StrictModel):
 
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     """Per-key limits on requests and audio seconds per minute."""
+
+    cors: CorsConfig = CorsConfig()
+    """Browser access from other origins (off by default)."""
 
     ingress: DeploymentOptions = DeploymentOptions(
         num_cpus=0.5, max_ongoing_requests=1024, max_queued_requests=1024

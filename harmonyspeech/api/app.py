@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from harmonyspeech import __version__
 from harmonyspeech.api.auth import ApiKeyVerifier
@@ -82,7 +83,8 @@ def create_app(
     if rate_limiter is None:
         rate_limiter = RateLimiter.from_config(config.server.rate_limits, labels=verifier.labels)
     app.state.rate_limiter = rate_limiter
-    # Starlette runs the last-added middleware first: paths are normalised, then the request
+    # Starlette runs the last-added middleware first: paths are normalised, then CORS answers
+    # preflights and marks every answer (errors too, so pages can read them), then the request
     # is counted (whatever answers it), then refused if the app drains, then auth, then rate
     # limits, then size, then HEAD.
     app.add_middleware(HeadMiddleware, routes=routes)
@@ -94,5 +96,15 @@ def create_app(
     app.state.lifecycle = lifecycle or Lifecycle()
     app.add_middleware(DrainMiddleware, lifecycle=app.state.lifecycle)
     app.add_middleware(RequestMetricsMiddleware, routes=routes)
+    cors = config.server.cors
+    if cors.allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],  # echoes what a preflight asks for, Authorization included
+            expose_headers=["*"],  # Retry-After, the validation scores
+            max_age=cors.max_age_s,
+        )
     app.add_middleware(NormalizePathMiddleware)
     return app

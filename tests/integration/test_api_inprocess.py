@@ -15,6 +15,7 @@ from tests.conftest import ROOT, TinyWeights, served_config_data
 from tests.unit.vad_clips import clip_bytes
 
 KEY = "sk-test-0123456789"
+PAGE = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
     data = served_config_data(tiny_weights)
     data["server"]["auth"]["api_key_hashes"] = [hash_key(KEY)]
     data["server"]["limits"]["max_upload_bytes"] = 400_000
+    data["server"]["cors"] = {"allow_origins": [PAGE]}
     with LocalEngine(load_config(data)) as local:
         yield local
 
@@ -46,6 +48,42 @@ async def test_v1_requires_a_valid_key(http: httpx.AsyncClient) -> None:
     wrong = await http.get("/v1/models", headers=bearer("sk-wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "invalid API key"
     assert (await http.get("/v1/models", headers=bearer(KEY))).status_code == 200
+
+
+def preflight(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+
+
+async def test_an_allowed_page_passes_the_preflight_and_reads_every_answer(
+    http: httpx.AsyncClient,
+) -> None:
+    asked = await http.options("/v1/audio/transcriptions", headers=preflight(PAGE))
+    assert asked.status_code == 200
+    assert asked.headers["access-control-allow-origin"] == PAGE
+    assert "POST" in asked.headers["access-control-allow-methods"]
+    assert asked.headers["access-control-allow-headers"] == "authorization,content-type"
+    assert asked.headers["access-control-max-age"] == "600"
+    # A page can read why a call failed, not only its successes; it still needs a key.
+    refused = await http.get("/v1/models", headers={"Origin": PAGE})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == PAGE
+    served = await http.get("/v1/models", headers={"Origin": PAGE, **bearer(KEY)})
+    assert served.status_code == 200
+    assert served.headers["access-control-allow-origin"] == PAGE
+    assert served.headers["access-control-expose-headers"] == "*"
+
+
+async def test_other_pages_are_not_allowed(http: httpx.AsyncClient) -> None:
+    other = "https://elsewhere.example"
+    asked = await http.options("/v1/audio/transcriptions", headers=preflight(other))
+    assert asked.status_code == 400
+    assert "access-control-allow-origin" not in asked.headers
+    response = await http.get("/v1/models", headers={"Origin": other, **bearer(KEY)})
+    assert "access-control-allow-origin" not in response.headers
 
 
 async def test_health_endpoints_stay_open(http: httpx.AsyncClient) -> None:

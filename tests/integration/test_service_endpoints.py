@@ -81,6 +81,15 @@ def test_a_wrong_method_is_told_the_methods_the_route_takes(client: httpx.Client
     assert client.delete("/v1/models").json()["error"]["code"] == "method_not_allowed"
 
 
+def test_no_page_is_allowed_cross_origin_by_default(client: httpx.Client) -> None:
+    headers = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+    asked = client.options("/v1/audio/speech", headers=headers)
+    assert asked.status_code == 405
+    assert "access-control-allow-origin" not in asked.headers
+    listed = client.get("/v1/models", headers={"Origin": "https://app.example.com"})
+    assert listed.status_code == 200 and "access-control-allow-origin" not in listed.headers
+
+
 def test_double_slashes_are_tolerated(served, client: httpx.Client) -> None:
     # Clients that join a base URL ending in "/" with "/audio/..." send such paths.
     for path in ("/v1//models", "//v1/models/vad"):

@@ -125,6 +125,19 @@ def test_max_ongoing_requests_below_batch_size_is_refused() -> None:
     assert "max_batch_size (32)" in message
 
 
+@pytest.mark.parametrize(
+    ("origins", "complaint"),
+    [
+        (["*", "https://a.example"], "list it alone"),
+        (["https://a.example/app"], "is not an origin"),
+        (["a.example"], "is not an origin"),
+    ],
+)
+def test_cors_origins_must_be_origins(origins: list[str], complaint: str) -> None:
+    [(where, message)] = problems({**MINIMAL, "server": {"cors": {"allow_origins": origins}}})
+    assert where == "server.cors.allow_origins" and complaint in message
+
+
 def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("models:\n  - name: [unclosed\n")
