@@ -11,6 +11,7 @@ import re
 
 import openai
 import pytest
+from openai.types.audio import TranscriptionTextDoneEvent
 
 from tests.unit.vad_clips import clip_bytes, regions
 
@@ -95,10 +96,54 @@ def test_streaming_sends_deltas_then_done(openai_client) -> None:
     )
     events = list(stream)
     assert [e.type for e in events][-1] == "transcript.text.done"
+    # The SDK builds stream events without validating them; strict clients do validate.
+    TranscriptionTextDoneEvent.model_validate(events[-1].to_dict())
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
     assert deltas and "".join(deltas).strip() == events[-1].text
     plain = openai_client.audio.transcriptions.create(model="whisper-1", file=upload())
     assert events[-1].text == plain.text
+
+
+def first_window_frame(openai_client, chunking: object) -> int:
+    result = openai_client.audio.transcriptions.create(
+        model="whisper-1",
+        file=upload(),
+        response_format="verbose_json",
+        chunking_strategy=chunking,
+    )
+    return result.segments[0].seek
+
+
+def test_chunking_strategy_sets_the_vad_stage(openai_client) -> None:
+    # The first window starts where VAD found the first speech, less the padding kept before
+    # it (the pipeline's own is 200 ms); seek counts 10 ms frames.
+    speech = round(regions()[CLIP]["speech"][0]["start"] * 100)
+    unpadded = first_window_frame(openai_client, {"type": "server_vad", "prefix_padding_ms": 0})
+    auto = first_window_frame(openai_client, "auto")
+    padded = first_window_frame(openai_client, {"type": "server_vad", "prefix_padding_ms": 600})
+    assert abs(unpadded - speech) <= 5
+    assert auto == pytest.approx(unpadded - 20, abs=2)
+    assert padded == pytest.approx(unpadded - 60, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("chunking", "model", "complaint"),
+    [
+        ({"type": "semantic_vad"}, "whisper-1", "must be 'auto' or an object"),
+        ({"type": "server_vad", "eagerness": "low"}, "whisper-1", "got eagerness"),
+        ({"type": "server_vad", "threshold": 1.5}, "whisper-1", "threshold"),
+        ({"type": "server_vad"}, "whisper-plain", "has no VAD stage"),
+    ],
+)
+def test_bad_chunking_strategies_are_client_errors(
+    openai_client, chunking: dict, model: str, complaint: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.audio.transcriptions.create(
+            model=model, file=upload(), chunking_strategy=chunking
+        )
+    error = info.value.body
+    assert error["param"] == "chunking_strategy" and complaint in error["message"]
 
 
 def test_translation(openai_client) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
 from harmonyspeech.api import sse
 from harmonyspeech.api import transcript_formats as formats
@@ -15,7 +17,7 @@ from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import started
 from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
-from harmonyspeech.models.types import TranscribedSegment
+from harmonyspeech.models.types import TranscribedSegment, VadParams
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.transcripts import Transcript, TranscriptionOptions
@@ -35,6 +37,19 @@ Granularities = Annotated[
         "SDK sends them ('timestamp_granularities' is read too).",
     ),
 ]
+Chunking = Annotated[
+    str | None,
+    Form(
+        description="'auto' (the pipeline's VAD settings) or a server_vad object as JSON; the "
+        "OpenAI SDK sends the object as 'chunking_strategy[type]', ... fields, read too.",
+    ),
+]
+CHUNKING_TO_VAD = {
+    "threshold": "threshold",
+    "silence_duration_ms": "min_silence_duration_ms",
+    "prefix_padding_ms": "speech_pad_ms",
+}
+"""OpenAI's ``server_vad`` settings and the VAD parameters they set."""
 
 
 # https://platform.openai.com/docs/api-reference/audio/createTranscription
@@ -50,6 +65,7 @@ async def create_transcription(
     temperature: Temperature = 0.0,
     stream: Annotated[bool, Form()] = False,
     timestamp_granularities: Granularities = None,
+    chunking_strategy: Chunking = None,
 ) -> Response:
     granularities = await _granularities(request, timestamp_granularities, response_format)
     options = TranscriptionOptions(
@@ -59,7 +75,8 @@ async def create_transcription(
         temperature=temperature,
         word_timestamps="word" in granularities,
     )
-    return await _respond(runtime, file, model, options, response_format, stream=stream)
+    vad = await _chunking(request, chunking_strategy)
+    return await _respond(runtime, file, model, options, response_format, stream=stream, vad=vad)
 
 
 # https://platform.openai.com/docs/api-reference/audio/createTranslation
@@ -96,6 +113,45 @@ async def _granularities(
     return chosen
 
 
+async def _chunking(request: Request, declared: str | None) -> VadParams | None:
+    """The VAD parameters of OpenAI's ``chunking_strategy``; None for ``auto`` or none sent.
+
+    ``server_vad`` sets the VAD stage's speech threshold, the silence that ends a segment
+    (``silence_duration_ms``) and the audio kept around speech (``prefix_padding_ms``).
+    """
+    form = await request.form()
+    fields: Any = {
+        key.removeprefix("chunking_strategy[").removesuffix("]"): str(value)
+        for key, value in form.multi_items()
+        if key.startswith("chunking_strategy[") and key.endswith("]")
+    }
+    if not fields and declared is not None and declared.strip() not in ("", "auto"):
+        try:
+            fields = json.loads(declared)
+        except json.JSONDecodeError:
+            fields = None
+    if not fields:
+        return None
+    if not isinstance(fields, dict) or fields.pop("type", None) != "server_vad":
+        raise InvalidRequestError(
+            "chunking_strategy must be 'auto' or an object of type 'server_vad'",
+            param="chunking_strategy",
+        )
+    unknown = sorted(set(fields) - set(CHUNKING_TO_VAD))
+    if unknown:
+        raise InvalidRequestError(
+            f"chunking_strategy takes {', '.join(CHUNKING_TO_VAD)}; got {', '.join(unknown)}",
+            param="chunking_strategy",
+        )
+    try:
+        return VadParams(**{CHUNKING_TO_VAD[name]: value for name, value in fields.items()})
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors())
+        raise InvalidRequestError(
+            f"invalid chunking_strategy ({problems})", param="chunking_strategy"
+        ) from None
+
+
 def _language(language: str | None) -> str | None:
     if not language:
         return None
@@ -116,13 +172,23 @@ async def _respond(
     response_format: str,
     *,
     stream: bool,
+    vad: VadParams | None = None,
 ) -> Response:
     pipeline = runtime.catalog.select(model, produces="transcript")
+    if vad is not None and "vad" not in pipeline.kinds:
+        raise InvalidRequestError(
+            f"pipeline {pipeline.name!r} has no VAD stage for chunking_strategy to configure",
+            param="chunking_strategy",
+        )
     limits = runtime.config.server.limits
     audio = await read_audio(file, limits, sample_rate=DECODE_RATE)
     await charge_audio_seconds(audio.duration)
     ctx = PipelineContext.with_timeout(
-        limits.request_timeout_s, audio=audio, transcription=options, streamed=stream
+        limits.request_timeout_s,
+        audio=audio,
+        transcription=options,
+        streamed=stream,
+        vad_params=vad or VadParams(),
     )
     if stream:
         events = await started(_events(runtime.runner.stream(pipeline, ctx), ctx))
@@ -147,8 +213,9 @@ async def _events(
         return
     transcript = ctx.transcript
     assert transcript is not None
-    done = {"type": "transcript.text.done", "text": transcript.text}
-    yield sse.sse_frame({**done, "usage": formats.usage(transcript)})
+    # No usage here: in this event OpenAI's usage counts tokens, and duration usage (what a
+    # Whisper transcription bills) is only defined for the response sent whole.
+    yield sse.sse_frame({"type": "transcript.text.done", "text": transcript.text})
 
 
 def _formatted(
