@@ -2,8 +2,11 @@
 
 Lines run ``concurrency`` at a time, so the schedulers always have work to batch while the queues
 stay bounded. Every item is queued at ``Priority.BATCH``, behind live requests' items in the same
-schedulers. A line that fails with a transient error (a full queue, a replica restarting) is tried
-again after a pause; any other error is recorded in the manifest and the job goes on.
+schedulers, and batch items only take free queue room (``Scheduler.submit``). A line refused by a
+full queue waits and is tried again until its deadline: a job whose lines outnumber the room
+(or that shares it with live traffic) runs at the pace the queue drains. A line whose model is
+unavailable (a replica restarting) is tried a few times. Any other error is recorded in the
+manifest and the job goes on.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from harmonyspeech.pipelines.validation import request_score
 
 logger = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = (OverloadedError, ModelLoadError)
-"""Errors that say "not now" rather than "never": the line is tried again."""
+MAX_BACKOFF_S = 30.0
+"""Longest pause between two tries of a line."""
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,11 @@ class BatchOptions:
     concurrency: int = 16
     """Lines in flight at once."""
     line_timeout_s: float | None = 900.0
-    """Deadline of one line's model work (batch items wait behind live traffic)."""
-    transient_attempts: int = 6
-    """Tries of a line that keeps meeting transient errors before it is recorded as failed."""
+    """Deadline of one line, its tries included (batch items wait behind live traffic)."""
+    unavailable_attempts: int = 6
+    """Tries of a line whose model keeps being unavailable before it is recorded as failed."""
     backoff_s: float = 1.0
-    """First pause after a transient error; doubled on each further one (at most 30 s)."""
+    """First pause before trying a line again; doubled on each further one (at most 30 s)."""
 
 
 @dataclass
@@ -172,17 +175,21 @@ async def _with_retries(
     out_dir: Path,
     options: BatchOptions,
 ) -> dict[str, Any]:
-    pause = options.backoff_s
-    for attempt in range(1, options.transient_attempts + 1):
+    clock = time.monotonic
+    deadline = None if options.line_timeout_s is None else clock() + options.line_timeout_s
+    pause, unavailable = options.backoff_s, 0
+    while True:
+        timeout_s = None if deadline is None else deadline - clock()
         try:
-            return await synthesise_line(runtime, request, line_id, out_dir, options)
-        except TRANSIENT_ERRORS as exc:
-            if attempt == options.transient_attempts:
+            return await synthesise_line(runtime, request, line_id, out_dir, timeout_s)
+        except (OverloadedError, ModelLoadError) as exc:
+            unavailable += isinstance(exc, ModelLoadError)
+            out_of_time = deadline is not None and clock() + pause >= deadline
+            if out_of_time or unavailable == options.unavailable_attempts:
                 raise
             logger.info("%s: %s; trying again in %.0f s", line_id, exc.message, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, MAX_BACKOFF_S)
 
 
 async def synthesise_line(
@@ -190,15 +197,16 @@ async def synthesise_line(
     request: SpeechRequest,
     line_id: str,
     out_dir: Path,
-    options: BatchOptions,
+    timeout_s: float | None,
 ) -> dict[str, Any]:
-    """One request through its pipeline, written to ``out_dir/<id>.<format>``."""
+    """One request through its pipeline, written to ``out_dir/<id>.<format>``; its model work
+    must end within ``timeout_s``."""
     request.check_input(runtime.config.server.limits.max_input_chars)
     pipeline = runtime.catalog.resolve(request.model, produces="speech")
     ctx = await runtime.speech_context(
         pipeline,
         request.synthesis_request(),
-        timeout_s=options.line_timeout_s,
+        timeout_s=timeout_s,
         priority=Priority.BATCH,
     )
     items = [item async for item in runtime.runner.stream(pipeline, ctx)]

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Ids become file names, so they are restricted to a safe alphabet."""
 
 
@@ -36,13 +36,16 @@ class BatchLine:
 
 
 def read_lines(path: Path, defaults: Mapping[str, Any] | None = None) -> list[BatchLine]:
-    """Every non-blank line of ``path``; ``defaults`` fill fields a line leaves out."""
-    with path.open(encoding="utf-8") as source:
+    """Every non-blank line of ``path``; ``defaults`` fill fields a line leaves out.
+
+    Lines are decoded one by one, so a line that is not UTF-8 fails alone.
+    """
+    with path.open("rb") as source:
         return parse_lines(enumerate(source, start=1), defaults or {})
 
 
 def parse_lines(
-    numbered: Iterable[tuple[int, str]], defaults: Mapping[str, Any]
+    numbered: Iterable[tuple[int, str | bytes]], defaults: Mapping[str, Any]
 ) -> list[BatchLine]:
     lines: list[BatchLine] = []
     first_seen: dict[str, int] = {}
@@ -60,8 +63,16 @@ def parse_lines(
     return lines
 
 
-def parse_line(number: int, text: str, defaults: Mapping[str, Any]) -> BatchLine:
+def parse_line(number: int, text: str | bytes, defaults: Mapping[str, Any]) -> BatchLine:
     fallback_id = f"line-{number}"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            return BatchLine(number, fallback_id, error=InvalidRequestError(message))
+    if number == 1:
+        text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -70,7 +81,7 @@ def parse_line(number: int, text: str, defaults: Mapping[str, Any]) -> BatchLine
         return BatchLine(number, fallback_id, error=InvalidRequestError("not a JSON object"))
     raw_id = data.pop("id", None)
     line_id = fallback_id if raw_id is None else str(raw_id)
-    if not ID_PATTERN.match(line_id):
+    if not ID_PATTERN.fullmatch(line_id):
         message = f"id {line_id!r} must be 1-128 of A-Z a-z 0-9 . _ - (it names the file)"
         return BatchLine(number, fallback_id, error=InvalidRequestError(message, param="id"))
     try:

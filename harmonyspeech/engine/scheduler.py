@@ -47,6 +47,7 @@ class Scheduler:
         self.policy = policy
         self._clock = clock
         self._queue: dict[int, WorkItem] = {}
+        self._live = 0  # queued items of every class but BATCH
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -58,6 +59,10 @@ class Scheduler:
     def submit(self, item: WorkItem, *, admitted: bool = False) -> None:
         """Queue an item.
 
+        Live work (any class but ``BATCH``) is refused once ``max_queue`` live items wait:
+        batch work never takes its room, so a batch job cannot lock live clients out. Batch
+        work only fills what is free: it is refused once ``max_queue`` items of any class wait.
+
         Args:
             item: The work item.
             admitted: The item belongs to a request already under way, which the bound must not
@@ -65,9 +70,11 @@ class Scheduler:
                 requests are refused until the queue is back under the bound).
 
         Raises:
-            OverloadedError: The queue already holds ``max_queue`` items (not ``admitted``).
+            OverloadedError: The queue is full for the item's class (and it is not
+                ``admitted``).
         """
-        if not admitted and len(self._queue) >= self.policy.max_queue:
+        waiting = len(self._queue) if item.priority is Priority.BATCH else self._live
+        if not admitted and waiting >= self.policy.max_queue:
             raise OverloadedError(
                 f"queue full ({self.policy.max_queue} items waiting); retry shortly",
                 retry_after_s=self._retry_after(),
@@ -75,18 +82,28 @@ class Scheduler:
         item.arrival = self._clock()
         item.seq = next(self._seq)
         self._queue[item.id] = item
+        if item.priority is not Priority.BATCH:
+            self._live += 1
 
     def cancel(self, item_id: int) -> WorkItem | None:
         """Remove a waiting item; returns it, or None if it already left the queue."""
-        return self._queue.pop(item_id, None)
+        item = self._queue.get(item_id)
+        if item is not None:
+            self._remove(item)
+        return item
 
     def expire(self) -> list[WorkItem]:
         """Remove and return every item whose deadline has passed."""
         now = self._clock()
         expired = [i for i in self._queue.values() if i.deadline is not None and i.deadline <= now]
         for item in expired:
-            del self._queue[item.id]
+            self._remove(item)
         return expired
+
+    def _remove(self, item: WorkItem) -> None:
+        del self._queue[item.id]
+        if item.priority is not Priority.BATCH:
+            self._live -= 1
 
     def ready(self) -> bool:
         """True when a batch should be sent now."""
@@ -118,7 +135,7 @@ class Scheduler:
             return []
         batch = self._select(sorted(self._queue.values(), key=WorkItem.urgency))
         for item in batch:
-            del self._queue[item.id]
+            self._remove(item)
         return batch
 
     def _select(self, ordered: list[WorkItem]) -> list[WorkItem]:

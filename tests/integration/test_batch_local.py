@@ -12,6 +12,7 @@ from harmonyspeech.audio import decode_audio
 from harmonyspeech.batch.job import BatchOptions, run_batch
 from harmonyspeech.batch.lines import parse_lines
 from harmonyspeech.cli import main
+from harmonyspeech.config import load_config
 from harmonyspeech.engine.client import LocalModelClient
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
@@ -121,3 +122,24 @@ async def test_batch_lines_queue_behind_live_traffic(
     calls = spies["melo-en"].priorities + spies["whisper"].priorities
     assert spies["melo-en"].priorities and spies["whisper"].priorities
     assert set(calls) == {Priority.BATCH}
+
+
+async def test_lines_refused_by_a_full_queue_wait_their_turn(
+    tmp_path: Path, tiny_weights: TinyWeights
+) -> None:
+    # Six lines of three sentence items each against a queue of four: most lines are refused
+    # at first, and must wait for room rather than fail (the job itself filled the queue).
+    data = served_config_data(tiny_weights)
+    for model in data["models"]:
+        if model["name"] == "melo-en":
+            model["batching"]["max_queue"] = 4
+    text = " ".join(f"Part {k} {'goes on ' * 35}to its end." for k in range(3))
+    body = {"input": text, "voice": "alloy", "model": "tts-1", "response_format": "pcm"}
+    lines = parse_lines([(i, json.dumps({"id": f"l{i}", **body})) for i in range(1, 7)], {})
+    options = BatchOptions(concurrency=6, unavailable_attempts=1, backoff_s=0.2)
+    with LocalEngine(load_config(data)) as engine:
+        summary = await run_batch(engine.runtime, lines, tmp_path, options)
+        stats = engine.workers["melo-en"].stats.snapshot()
+    assert (summary.done, summary.failed) == (6, 0)
+    assert stats["items"] == 18 and stats["max_queue_depth"] <= 4
+    assert stats["cancelled"] > 0, "no line was refused: the test did not fill the queue"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harmonyspeech.batch.lines import parse_lines
+from harmonyspeech.batch.lines import parse_lines, read_lines
 from harmonyspeech.batch.manifest import (
     MANIFEST_NAME,
     ManifestWriter,
@@ -50,15 +50,28 @@ def test_unreadable_lines_carry_their_error() -> None:
         "[1, 2]",
         _line(id="../etc/passwd"),
         _line(id="ok", speed=9),
+        _line(id="ends-in-a-newline\n"),
         json.dumps({"id": "no-voice", "input": "x", "model": "tts-1"}),
     )
     messages = {line.id: (line.error.message, line.error.param) for line in lines}
+    assert len(messages) == 6
     assert messages["line-1"][0].startswith("not JSON")
     assert messages["line-2"][0] == "not a JSON object"
     assert "names the file" in messages["line-3"][0] and messages["line-3"][1] == "id"
+    assert "names the file" in messages["line-5"][0]
     assert messages["ok"][1] == "speed"
     assert messages["no-voice"][1] == "voice"
     assert all(line.request is None for line in lines)
+
+
+def test_a_line_that_is_not_utf8_fails_alone_and_a_bom_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    good = _line(id="after").encode()
+    path.write_bytes(b"\xef\xbb\xbf" + _line(id="first").encode() + b"\n\xff\xfe bad\n" + good)
+    first, bad, after = read_lines(path)
+    assert first.id == "first" and first.error is None
+    assert bad.id == "line-2" and bad.error.message.startswith("not UTF-8 text")
+    assert after.id == "after" and after.error is None
 
 
 def test_a_duplicate_id_fails_the_later_line_under_its_line_number() -> None:

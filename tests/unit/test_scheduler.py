@@ -28,7 +28,8 @@ def make_scheduler(**policy: object) -> tuple[Scheduler, FakeClock]:
 
 class SchedulerMachine(RuleBasedStateMachine):
     """Every submitted item ends exactly once: batched, cancelled, expired or rejected; only
-    new work (not ``admitted``) is rejected, and exactly when the queue is at its bound."""
+    new work (not ``admitted``) is rejected, and exactly when the queue is at its bound for the
+    item's class (live items count live ones; batch items count all)."""
 
     @initialize(
         max_batch_size=st.integers(1, 8),
@@ -56,7 +57,9 @@ class SchedulerMachine(RuleBasedStateMachine):
     def submit(self, cost, priority, timeout, admitted) -> None:
         deadline = None if timeout is None else self.clock.now + timeout
         item = WorkItem(payload=None, cost=cost, priority=priority, deadline=deadline)
-        full = len(self.queued) >= self.scheduler.policy.max_queue
+        live = [i for i in self.queued.values() if i.priority is not Priority.BATCH]
+        waiting = self.queued if priority is Priority.BATCH else live
+        full = len(waiting) >= self.scheduler.policy.max_queue
         if full and not admitted:
             with pytest.raises(OverloadedError):
                 self.scheduler.submit(item)
@@ -136,6 +139,25 @@ def test_overload_is_raised_exactly_at_the_bound() -> None:
     assert "Retry-After" in info.value.headers()
     scheduler.next_batch()
     scheduler.submit(WorkItem(payload=None))
+
+
+def test_batch_work_never_takes_the_room_of_live_work() -> None:
+    scheduler, _ = make_scheduler(max_queue=2, max_batch_size=1)
+    for _ in range(2):
+        scheduler.submit(WorkItem(payload=None, priority=Priority.BATCH))
+    # A batch job filled the queue: live requests still get their max_queue places...
+    for priority in (Priority.FIRST_CHUNK, Priority.INTERACTIVE):
+        scheduler.submit(WorkItem(payload=None, priority=priority))
+    with pytest.raises(OverloadedError):
+        scheduler.submit(WorkItem(payload=None))
+    # ...and batch work only fills free room, counting every class.
+    scheduler.next_batch()
+    scheduler.next_batch()  # the live items go first; two batch items still wait
+    with pytest.raises(OverloadedError):
+        scheduler.submit(WorkItem(payload=None, priority=Priority.BATCH))
+    scheduler.next_batch()
+    scheduler.submit(WorkItem(payload=None, priority=Priority.BATCH))
+    assert len(scheduler) == 2
 
 
 def test_admitted_work_is_queued_past_the_bound_and_counts_towards_it() -> None:
