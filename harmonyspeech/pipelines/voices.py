@@ -11,6 +11,7 @@ same directory, and a voice is a few kilobytes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -22,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from harmonyspeech.errors import NotFoundError
+from harmonyspeech.errors import InternalError, NotFoundError
+
+logger = logging.getLogger(__name__)
 
 VOICE_ID_PREFIX = "voice_"
 VOICE_ID_PATTERN = re.compile(r"^voice_[0-9a-f]{16}$")
@@ -103,14 +106,17 @@ class VoiceStore:
 
         Raises:
             NotFoundError: No such voice (404).
+            InternalError: The voice's files are damaged (500, naming the voice).
         """
         folder = self._folder(voice_id)
         try:
-            data = json.loads((folder / METADATA_FILE).read_text())
+            record = _read_record(folder)
             embedding = np.load(folder / EMBEDDING_FILE, allow_pickle=False)
         except FileNotFoundError:
             raise _not_found(voice_id) from None
-        return StoredVoice(VoiceRecord(**data), embedding.astype(np.float32))
+        except (ValueError, TypeError, OSError) as exc:
+            raise InternalError(f"voice {voice_id!r} is damaged on disk: {exc}") from exc
+        return StoredVoice(record, embedding.astype(np.float32))
 
     def list(self) -> list[VoiceRecord]:
         """Every voice, oldest first."""
@@ -121,9 +127,14 @@ class VoiceStore:
             if not is_voice_id(folder.name):
                 continue
             try:
-                records.append(VoiceRecord(**json.loads((folder / METADATA_FILE).read_text())))
+                records.append(_read_record(folder))
             except FileNotFoundError:
                 continue  # deleted while listing
+            except (ValueError, TypeError, OSError) as exc:
+                # One damaged voice must not hide the others (nor the built-in voices).
+                logger.warning(
+                    "skipping voice %s: its %s is damaged: %s", folder.name, METADATA_FILE, exc
+                )
         return sorted(records, key=lambda r: (r.created, r.id))
 
     def delete(self, voice_id: str) -> None:
@@ -144,6 +155,13 @@ class VoiceStore:
         if not is_voice_id(voice_id):
             raise _not_found(voice_id)
         return self.root / voice_id
+
+
+def _read_record(folder: Path) -> VoiceRecord:
+    data = json.loads((folder / METADATA_FILE).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{METADATA_FILE} holds no JSON object")
+    return VoiceRecord(**data)
 
 
 def _not_found(voice_id: str) -> NotFoundError:
