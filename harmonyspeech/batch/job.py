@@ -150,19 +150,24 @@ async def _run_line(
         assert line.request is not None
         return {**base, **await _with_retries(runtime, line.request, line.id, out_dir, options)}
     except HarmonySpeechError as exc:
-        return {**base, **_failed(exc)}
+        return {**base, **_failed(exc, line.request)}
     except Exception as exc:
         logger.exception("line %d (%s) failed", line.number, line.id)
-        return {**base, **_failed(InternalError(f"{type(exc).__name__}: {exc}"))}
+        return {**base, **_failed(InternalError(f"{type(exc).__name__}: {exc}"), line.request)}
 
 
-def _failed(exc: HarmonySpeechError) -> dict[str, Any]:
-    """A failed line's record: the same keys as a done one, with the OpenAI error object."""
+def _failed(exc: HarmonySpeechError, request: SpeechRequest | None) -> dict[str, Any]:
+    """A failed line's record: the same keys as a done one, with the OpenAI error object; what
+    the line asked for (model, voice, format) when it could be read."""
     return {
         "status": "failed",
         "path": None,
+        "model": request.model if request else None,
+        "voice": request.voice_id if request else None,
+        "format": request.response_format if request else None,
         "duration": None,
         "sample_rate": None,
+        "bytes": None,
         "validation": None,
         "error": exc.to_envelope()["error"],
     }

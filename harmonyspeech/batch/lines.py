@@ -21,6 +21,8 @@ from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Ids become file names, so they are restricted to a safe alphabet."""
+AUTO_ID_PATTERN = re.compile(r"line-[0-9]+")
+"""The ids of lines without one (``line-N``); no other line may take them."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ def parse_line(number: int, text: str | bytes, defaults: Mapping[str, Any]) -> B
     line_id = fallback_id if raw_id is None else str(raw_id)
     if not ID_PATTERN.fullmatch(line_id):
         message = f"id {line_id!r} must be 1-128 of A-Z a-z 0-9 . _ - (it names the file)"
+        return BatchLine(number, fallback_id, error=InvalidRequestError(message, param="id"))
+    if AUTO_ID_PATTERN.fullmatch(line_id) and line_id != fallback_id:
+        message = f"id {line_id!r} is kept for the line of that number when it has no id"
         return BatchLine(number, fallback_id, error=InvalidRequestError(message, param="id"))
     try:
         request = SpeechRequest.model_validate({**defaults, **data})

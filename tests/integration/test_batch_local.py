@@ -65,6 +65,9 @@ def test_batch_run_writes_audio_and_a_manifest_then_resumes(
     assert records["checked"]["validation"]["metric"] == "wer"
     assert records["plain"]["validation"] is None
     errors = {k: r["error"] for k, r in records.items() if r["status"] == "failed"}
+    assert all(record.keys() == records["plain"].keys() for record in records.values())
+    assert (records["bad-voice"]["voice"], records["bad-voice"]["format"]) == ("nobody", "wav")
+    assert records["line-9"]["voice"] is None  # unreadable: nothing to report
     assert errors["bad-voice"]["param"] == "voice"
     assert errors["too-fast"]["param"] == "speed"
     assert errors["empty"]["message"] == "input is empty"

@@ -74,6 +74,14 @@ def test_a_line_that_is_not_utf8_fails_alone_and_a_bom_is_ignored(tmp_path: Path
     assert after.id == "after" and after.error is None
 
 
+def test_ids_of_lines_without_one_are_kept_for_them() -> None:
+    # Line 1 may not take line 2's automatic id: the manifest would hold it twice.
+    first, second, third = _parse(_line(id="line-2"), _line(), _line(id="line-3"))
+    assert first.id == "line-1" and "kept for the line" in first.error.message
+    assert second.id == "line-2" and second.error is None
+    assert third.id == "line-3" and third.error is None
+
+
 def test_a_duplicate_id_fails_the_later_line_under_its_line_number() -> None:
     first, second = _parse(_line(id="same"), _line(id="same"))
     assert first.error is None
