@@ -43,6 +43,8 @@ class ServeModelClient:
     what the first attempt would have, and Serve routes it to a live or a restarted replica.
     Only a death the replica cannot come back from is retried (``ActorDiedError``): an
     unreachable replica may still be running the item. The request's deadline bounds it all.
+    A caller that gives up on an item (cancelled, or past the deadline) cancels its call, so
+    that the item leaves the model's queue.
     """
 
     def __init__(self, name: str, handle: DeploymentHandle):
@@ -73,7 +75,13 @@ class ServeModelClient:
                     return await call
                 return await asyncio.wait_for(call, limit)
             except TimeoutError:
+                call.cancel()
                 raise self._gave_up(deadline, clock()) from None
+            except asyncio.CancelledError:
+                # Serve leaves a call running when the task awaiting it is cancelled (it only
+                # cancels the calls of a cancelled request): take the item out of the queue.
+                call.cancel()
+                raise
             except Exception as exc:
                 if not _replica_lost(exc) or attempt == REPLICA_LOST_ATTEMPTS:
                     raise self._translate(exc) from exc
