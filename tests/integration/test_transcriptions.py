@@ -7,6 +7,7 @@ protocol, the formats, the timestamps and that batching never changes a result.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import openai
@@ -124,19 +125,24 @@ def test_chunking_strategy_sets_the_vad_stage(openai_client) -> None:
     assert abs(unpadded - speech) <= 5
     assert auto == pytest.approx(unpadded - 20, abs=2)
     assert padded == pytest.approx(unpadded - 60, abs=2)
+    # Raw clients may send the object as JSON in one field.
+    as_json = json.dumps({"type": "server_vad", "prefix_padding_ms": 600})
+    assert first_window_frame(openai_client, as_json) == padded
 
 
 @pytest.mark.parametrize(
     ("chunking", "model", "complaint"),
     [
         ({"type": "semantic_vad"}, "whisper-1", "must be 'auto' or an object"),
+        ("server_vad", "whisper-1", "must be 'auto' or an object"),
+        ('{"threshold": 0.5}', "whisper-1", "must be 'auto' or an object"),
         ({"type": "server_vad", "eagerness": "low"}, "whisper-1", "got eagerness"),
         ({"type": "server_vad", "threshold": 1.5}, "whisper-1", "threshold"),
         ({"type": "server_vad"}, "whisper-plain", "has no VAD stage"),
     ],
 )
 def test_bad_chunking_strategies_are_client_errors(
-    openai_client, chunking: dict, model: str, complaint: str
+    openai_client, chunking: dict | str, model: str, complaint: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.audio.transcriptions.create(

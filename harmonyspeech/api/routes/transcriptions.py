@@ -125,13 +125,14 @@ async def _chunking(request: Request, declared: str | None) -> VadParams | None:
         for key, value in form.multi_items()
         if key.startswith("chunking_strategy[") and key.endswith("]")
     }
-    if not fields and declared is not None and declared.strip() not in ("", "auto"):
-        try:
-            fields = json.loads(declared)
-        except json.JSONDecodeError:
-            fields = None
     if not fields:
-        return None
+        text = (declared or "").strip()
+        if text in ("", "auto"):
+            return None
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError:
+            fields = None  # refused below, as any other value that is not a server_vad object
     if not isinstance(fields, dict) or fields.pop("type", None) != "server_vad":
         raise InvalidRequestError(
             "chunking_strategy must be 'auto' or an object of type 'server_vad'",
