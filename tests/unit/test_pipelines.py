@@ -35,7 +35,14 @@ CONFIG = {
 }
 
 
-class ScriptedClient:
+class ReadyModel:
+    """The status part of a ``ModelClient``, for the test doubles below: always loaded."""
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready"}
+
+
+class ScriptedClient(ReadyModel):
     """Answers every call with a fixed result or exception, after an optional delay."""
 
     def __init__(self, outcome: Any, delay_s: float = 0.0):
@@ -51,9 +58,6 @@ class ScriptedClient:
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         return self.outcome
-
-    async def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
 
 
 def context(timeout_s: float | None = 10.0) -> PipelineContext:
@@ -143,7 +147,7 @@ async def test_missing_audio_is_a_client_error() -> None:
         await run_with(ScriptedClient(None), ctx)
 
 
-class SentenceClient:
+class SentenceClient(ReadyModel):
     """Synthesises each sentence slowly, except that the queue refuses the one that starts
     with ``refused``."""
 
@@ -163,9 +167,6 @@ class SentenceClient:
             self.cancelled.append(payload.text.split()[1])
             raise
         return Audio(np.zeros(480, np.float32), 24000)
-
-    async def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
 
 
 async def test_a_refused_later_sentence_fails_the_request_before_the_first_is_done() -> None:
@@ -205,7 +206,7 @@ CLONING = {
 }
 
 
-class StaggeredSynth:
+class StaggeredSynth(ReadyModel):
     """Synthesises part ``k`` of a text in ``k * step_s`` seconds."""
 
     def __init__(self, step_s: float):
@@ -219,11 +220,8 @@ class StaggeredSynth:
         await asyncio.sleep(int(payload.text.split()[1]) * self.step_s)
         return Audio(np.zeros(480, np.float32), 24000)
 
-    async def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
 
-
-class ConverterQueue:
+class ConverterQueue(ReadyModel):
     """A converter whose queue has room for ``room`` more items of new work; past that it
     refuses all but admitted work (of requests already under way), as the scheduler does."""
 
@@ -240,9 +238,6 @@ class ConverterQueue:
                 raise OverloadedError("queue full", retry_after_s=1)
             self.room -= 1
         return payload.audio
-
-    async def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
 
 
 def cloned_speech(parts: int) -> PipelineContext:
@@ -274,7 +269,7 @@ async def test_a_full_converter_before_the_first_sentence_is_out_is_a_503() -> N
     assert converter.admitted == [False]
 
 
-class WindowClient:
+class WindowClient(ReadyModel):
     """Transcribes the first window in ``first_s`` seconds and refuses the others at once (a
     full queue), noting whether the first was cancelled."""
 
@@ -293,9 +288,6 @@ class WindowClient:
             self.first_cancelled = True
             raise
         return WindowTranscript(language="en", segments=())
-
-    async def status(self) -> dict[str, Any]:
-        return {"state": "ready"}
 
 
 async def test_a_refused_later_window_fails_a_transcription_before_its_first_segment() -> None:
