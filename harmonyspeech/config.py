@@ -406,11 +406,21 @@ class LimitsConfig(StrictModel):
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
     """Largest request body accepted (HTTP 413 beyond it)."""
 
-    max_audio_seconds: float = Field(600.0, gt=0)
-    """Longest decoded upload accepted (HTTP 413 beyond it)."""
+    max_audio_seconds: float = Field(3600.0, gt=0)
+    """Longest decoded upload accepted (HTTP 413 beyond it). An hour covers what OpenAI's 25 MB
+    holds at speech bitrates (a 128 kbit/s MP3 is 27 minutes)."""
 
     request_timeout_s: float = Field(120.0, gt=0)
     """Deadline for a request's model work (HTTP 504 beyond it)."""
+
+    timeout_per_audio_s: float = Field(0.5, ge=0)
+    """Seconds added to ``request_timeout_s`` per second of uploaded audio (transcriptions, VAD,
+    voice enrollment), whose work grows with its length: a 30-minute recording has
+    120 + 900 s."""
+
+    def audio_timeout_s(self, audio_seconds: float) -> float:
+        """Deadline for the model work on ``audio_seconds`` of uploaded audio."""
+        return self.request_timeout_s + self.timeout_per_audio_s * audio_seconds
 
     max_input_chars: int = Field(4096, ge=1)
     """Longest text accepted by ``/v1/audio/speech`` (HTTP 400 beyond it), as OpenAI."""

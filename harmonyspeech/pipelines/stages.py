@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
 from harmonyspeech.errors import InternalError
@@ -33,7 +35,6 @@ from harmonyspeech.pipelines.spec import StageSpec
 from harmonyspeech.pipelines.speech import SpeechItem, pause, with_gap
 from harmonyspeech.pipelines.transcripts import (
     SAMPLE_RATE,
-    Span,
     Transcript,
     plan_windows,
     window_audio,
@@ -113,20 +114,32 @@ def _vad_params(spec: StageSpec, ctx: PipelineContext) -> VadParams:
     return dataclasses.replace(VadParams(**spec.options), **overrides)
 
 
+class TranscribeOptions(BaseModel):
+    """Options of a ``transcribe`` stage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    windows_in_flight: int = Field(32, ge=1)
+    """Most windows of one request queued or running at a time (and never more than the
+    model's ``batching.max_queue``); the next is sent as the earliest comes back. A long
+    recording (an hour is over 120 windows) then neither fills the model's queue by itself
+    nor is refused for being larger than it."""
+
+
 class TranscribeStage:
     """Speech to text in windows of at most 30 s, batched with other requests' windows.
 
     With a preceding ``vad`` stage, windows cover only speech. Without a language, the first
     window detects it and the others use it, so a transcript has one language. Segments come
     out in order; any window's failure fails the request at once, before a stream starts if
-    it can.
+    it can. Once the first window is transcribed, a full queue no longer refuses the
+    request's later windows (``pipelines.admission``).
     """
 
     produces = "transcript"
 
     def check_options(self, options: Mapping[str, Any]) -> None:
-        if options:
-            raise ValueError(f"takes no options, got {', '.join(sorted(options))}")
+        TranscribeOptions(**options)  # raises a ValidationError naming each bad option
 
     async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
         async for _ in self.stream(spec, ctx, client):
@@ -135,6 +148,9 @@ class TranscribeStage:
     async def stream(
         self, spec: StageSpec, ctx: PipelineContext, client: ModelClient
     ) -> AsyncIterator[TranscribedSegment]:
+        in_flight = TranscribeOptions(**spec.options).windows_in_flight
+        if spec.model_config is not None:
+            in_flight = min(in_flight, spec.model_config.batching.max_queue)
         audio = ctx.require_audio()
         language = ctx.transcription.language
         transcript = Transcript(language=language or "en", duration=audio.duration)
@@ -142,31 +158,38 @@ class TranscribeStage:
         spans = plan_windows(audio.duration, ctx.vad.segments if ctx.vad else None)
         pending: list[asyncio.Future[WindowTranscript]] = []
 
-        def submit(index: int, span: Span, lang: str | None) -> asyncio.Future[WindowTranscript]:
+        def submit(index: int, lang: str | None) -> None:
             window = TranscribeWindow(
-                audio=window_audio(audio, span),
-                offset=span.start,
+                audio=window_audio(audio, spans[index]),
+                offset=spans[index].start,
                 task=ctx.transcription.task,
                 language=lang,
                 prompt=ctx.transcription.prompt if index == 0 else None,
                 temperature=ctx.transcription.temperature,
                 word_timestamps=ctx.transcription.word_timestamps,
             )
-            future = asyncio.ensure_future(
-                client.infer(window, priority=ctx.item_priority(index), timeout_s=ctx.remaining_s())
+            call = client.infer(
+                window, priority=ctx.item_priority(index), timeout_s=ctx.remaining_s()
             )
-            pending.append(future)
-            return future
+            pending.append(asyncio.ensure_future(call))
 
+        sent = 0
         try:
-            for index, span in enumerate(spans):
-                future = submit(index, span, language)
-                if language is None:
-                    # The first window settles the language before the others are sent.
-                    first = await asyncio.wait_for(future, ctx.remaining_s())
-                    language = transcript.language = first.language
-            for future in pending:
-                window = await in_order(future, pending, ctx.remaining_s())
+            if language is None and spans:
+                # The first window settles the language before the others are sent.
+                submit(0, None)
+                sent = 1
+                first = await asyncio.wait_for(pending[0], ctx.remaining_s())
+                language = transcript.language = first.language
+                ctx.admitted = True
+            while pending or sent < len(spans):
+                while sent < len(spans) and len(pending) < in_flight:
+                    submit(sent, language)
+                    sent += 1
+                window = await in_order(pending[0], pending, ctx.remaining_s())
+                pending.pop(0)
+                # A window is done: refusing a later one now would throw its work away.
+                ctx.admitted = True
                 for segment in transcript.extend(window):
                     yield segment
         finally:

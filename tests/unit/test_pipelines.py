@@ -21,7 +21,13 @@ from harmonyspeech.errors import (
     OverloadedError,
     PipelineStageError,
 )
-from harmonyspeech.models.types import SynthesisRequest, VadRequest, VadResult, WindowTranscript
+from harmonyspeech.models.types import (
+    SynthesisRequest,
+    TranscribedSegment,
+    VadRequest,
+    VadResult,
+    WindowTranscript,
+)
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import build_catalog
@@ -308,6 +314,78 @@ async def test_a_refused_later_window_fails_a_transcription_before_its_first_seg
     assert asyncio.get_running_loop().time() - started < 1.0
     await asyncio.sleep(0)  # let the cancellation land
     assert client.first_cancelled
+
+
+class CountingWindowClient(ReadyModel):
+    """Transcribes each window after ``delay_s`` as one segment named by its offset, noting
+    how many windows were in flight at most and which calls were admitted past a full queue."""
+
+    def __init__(self, delay_s: float = 0.01):
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.admitted: list[tuple[float, bool]] = []
+
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        self.admitted.append((payload.offset, admitted))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
+        segment = TranscribedSegment(
+            start=payload.offset,
+            end=payload.offset + 1,
+            text=f"at {payload.offset:.0f}",
+            tokens=(),
+            avg_logprob=0.0,
+            no_speech_prob=0.0,
+            compression_ratio=1.0,
+            temperature=0.0,
+        )
+        return WindowTranscript(language="de", segments=(segment,))
+
+
+def transcribe_pipeline(**options: Any) -> Any:
+    stage = {"kind": "transcribe", "model": "whisper", "options": options}
+    config = {
+        "models": [{"name": "whisper", "family": "faster-whisper"}],
+        "pipelines": [{"name": "stt", "stages": [stage]}],
+    }
+    return build_catalog(load_config(config)).resolve("stt")
+
+
+@pytest.mark.parametrize("language", ["en", None])
+async def test_a_long_recording_keeps_a_bounded_number_of_windows_in_flight(
+    language: str | None,
+) -> None:
+    ctx = PipelineContext.with_timeout(
+        30.0,
+        audio=Audio(np.zeros(16000 * 30 * 10, np.float32), 16000),  # ten 30 s windows
+        transcription=TranscriptionOptions(language=language),
+    )
+    client = CountingWindowClient()
+    await PipelineRunner({"whisper": client}).run(transcribe_pipeline(windows_in_flight=3), ctx)
+    assert ctx.transcript is not None
+    assert [s.text for s in ctx.transcript.segments] == [f"at {30 * i}" for i in range(10)]
+    assert ctx.transcript.language == (language or "de")
+    assert client.most_in_flight == 3
+    # Until a window is back, a full queue may refuse the request (a clean 503); after that
+    # its later windows are admitted past the bound, so no computed work is thrown away.
+    sent_first = 3 if language else 1
+    assert [admitted for _, admitted in client.admitted] == [False] * sent_first + [True] * (
+        10 - sent_first
+    )
+
+
+def test_a_transcribe_stage_refuses_unknown_or_bad_options() -> None:
+    with pytest.raises(ConfigError, match="windows_in_flight"):
+        transcribe_pipeline(windows_in_flight=0)
+    with pytest.raises(ConfigError, match="beam"):
+        transcribe_pipeline(beam=5)
 
 
 @pytest.mark.parametrize(

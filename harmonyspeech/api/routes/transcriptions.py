@@ -185,7 +185,7 @@ async def _respond(
     audio = await read_audio(file, limits, sample_rate=DECODE_RATE)
     await charge_audio_seconds(audio.duration)
     ctx = PipelineContext.with_timeout(
-        limits.request_timeout_s,
+        limits.audio_timeout_s(audio.duration),
         audio=audio,
         transcription=options,
         streamed=stream,

@@ -47,7 +47,9 @@ async def detect_speech(
         speech_pad_ms=speech_pad_ms,
         max_speech_duration_s=max_speech_duration_s,
     )
-    ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio, vad_params=params)
+    ctx = PipelineContext.with_timeout(
+        limits.audio_timeout_s(audio.duration), audio=audio, vad_params=params
+    )
     await runtime.runner.run(pipeline, ctx)
     assert ctx.vad is not None  # the pipeline ends in a vad stage (checked by select)
     return VadResponse(

@@ -155,7 +155,7 @@ async def _tone_color(
             param="file",
         )
     await charge_audio_seconds(sum(clip.duration for clip in clips))
-    ctx = PipelineContext.with_timeout(limits.request_timeout_s, audio=audio)
+    ctx = PipelineContext.with_timeout(limits.audio_timeout_s(audio.duration), audio=audio)
     await runtime.runner.run(pipeline, ctx)
     if ctx.tone_color is None:
         raise InternalError(f"pipeline {pipeline.name!r} produced no tone colour")
