@@ -18,7 +18,8 @@ class WorkerStats:
         self._lock = threading.Lock()
         self.batch_sizes: Counter[int] = Counter()
         self.items = 0
-        self.failed = 0
+        self.failed = 0  # items the model failed on (a 5xx for their request)
+        self.rejected = 0  # items refused as invalid input (a 4xx: the request's mistake)
         self.cancelled = 0
         self.expired = 0
         self.busy_s = 0.0
@@ -53,6 +54,7 @@ class WorkerStats:
                     self._useful_cost / self._padded_cost if self._padded_cost else 1.0
                 ),
                 "failed": self.failed,
+                "rejected": self.rejected,
                 "cancelled": self.cancelled,
                 "expired": self.expired,
                 "busy_s": round(self.busy_s, 6),

@@ -262,8 +262,11 @@ class ModelWorker:
         self.stats.record_batch(items, seconds)
         for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, Exception):
-                self.stats.failed += 1
                 result = self._as_error(result)
+                if result.status_code < 500:
+                    self.stats.rejected += 1  # the request's mistake, not the model's
+                else:
+                    self.stats.failed += 1
             _resolve(future, result)
         # After the results are out: exporting metrics must not delay the batch's requests.
         metrics.BATCH_SIZE.record(len(items), model=self.name)
@@ -293,7 +296,7 @@ class ModelWorker:
             )
         return results
 
-    def _as_error(self, exc: Exception) -> Exception:
+    def _as_error(self, exc: Exception) -> HarmonySpeechError:
         if isinstance(exc, HarmonySpeechError):
             return exc
         logger.error("model %r failed on an item", self.name, exc_info=exc)

@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray import exceptions as ray_errors
@@ -32,6 +33,21 @@ notices the death, starts a replica and loads its model); past it the answer is 
 RETRY_BACKOFF_S = (0.5, 1.0)
 """Pause before the second and third attempts, each scaled by a random 0.5-1 so the items of a
 crashed replica do not all land on its replacement at the same instant."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An item's expected refusal, returned by a model replica instead of raised: an invalid
+    input (4xx), a full queue (503) or a passed deadline (504). Serve logs every exception a
+    replica raises as a failed request, with its traceback, and a burst of refusals under load
+    would bury the model failures in those logs. The client raises ``error`` again."""
+
+    error: HarmonySpeechError
+
+    @staticmethod
+    def expected(error: HarmonySpeechError) -> bool:
+        """Whether ``error`` is a refusal rather than a model failure."""
+        return error.status_code < 500 or isinstance(error, OverloadedError | DeadlineExceededError)
 
 
 class ServeModelClient:
@@ -71,9 +87,7 @@ class ServeModelClient:
                 payload, int(priority), _finite(deadline - clock()), admitted
             )
             try:
-                if math.isinf(limit):
-                    return await call
-                return await asyncio.wait_for(call, limit)
+                result = await call if math.isinf(limit) else await asyncio.wait_for(call, limit)
             except TimeoutError:
                 call.cancel()
                 raise self._gave_up(deadline, clock()) from None
@@ -90,6 +104,10 @@ class ServeModelClient:
                     self.name,
                     attempt + 1,
                 )
+            else:
+                if isinstance(result, Refusal):
+                    raise result.error
+                return result
             give_up_at = min(give_up_at, clock() + REPLICA_LOST_GRACE_S)
             await asyncio.sleep(RETRY_BACKOFF_S[attempt - 1] * random.uniform(0.5, 1.0))
             attempt += 1

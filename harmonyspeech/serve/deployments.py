@@ -17,9 +17,10 @@ from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker
+from harmonyspeech.errors import HarmonySpeechError
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.pipelines.runtime import EngineRuntime
-from harmonyspeech.serve.clients import ServeModelClient
+from harmonyspeech.serve.clients import Refusal, ServeModelClient
 from harmonyspeech.serve.metrics import use_ray
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,15 @@ class ModelServer:
     async def infer(
         self, payload: Any, priority: int, timeout_s: float | None, admitted: bool = False
     ) -> Any:
-        return await self.worker.infer(
-            payload, priority=Priority(priority), timeout_s=timeout_s, admitted=admitted
-        )
+        """The item's result, or its ``Refusal``; a model failure is raised."""
+        try:
+            return await self.worker.infer(
+                payload, priority=Priority(priority), timeout_s=timeout_s, admitted=admitted
+            )
+        except HarmonySpeechError as exc:
+            if Refusal.expected(exc):
+                return Refusal(exc)
+            raise
 
     async def status(self) -> dict[str, Any]:
         return worker_status(self.worker)

@@ -71,6 +71,9 @@ def test_one_bad_item_fails_alone(worker) -> None:
     assert good.result(timeout=60).segments
     with pytest.raises(InvalidRequestError):
         empty.result(timeout=60)
+    stats = w.stats.snapshot()
+    # An invalid input is the request's mistake: it is not counted as a model failure.
+    assert (stats["rejected"], stats["failed"]) == (1, 0)
 
 
 def test_a_batch_that_raises_is_rerun_item_by_item(worker) -> None:
