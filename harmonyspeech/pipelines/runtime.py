@@ -20,6 +20,7 @@ from harmonyspeech.pipelines.cloning import use_cloned_voice
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
 from harmonyspeech.pipelines.spec import PipelineCatalog, PipelineSpec, build_catalog
+from harmonyspeech.pipelines.stages import stage_applies
 from harmonyspeech.pipelines.voices import VoiceStore, is_voice_id
 
 STATUS_TIMEOUT_S = 5.0
@@ -71,9 +72,13 @@ class EngineRuntime:
             self._facts[name] = dict(status.get("info") or {})
         return self._facts[name]
 
-    async def random_weight_models(self, pipeline: PipelineSpec) -> list[str]:
-        """Models of ``pipeline`` running on random weights (demo mode, decision 7)."""
-        names = list(dict.fromkeys(stage.model for stage in pipeline.stages))
+    async def random_weight_models(
+        self, pipeline: PipelineSpec, ctx: PipelineContext | None = None
+    ) -> list[str]:
+        """Models of ``pipeline`` running on random weights (demo mode, decision 7); given the
+        request's ``ctx``, only those its stages use (a built-in voice skips the converter)."""
+        stages = [s for s in pipeline.stages if ctx is None or stage_applies(s.kind, ctx)]
+        names = list(dict.fromkeys(stage.model for stage in stages))
         facts = await asyncio.gather(*(self.model_facts(name) for name in names))
         return [n for n, f in zip(names, facts, strict=True) if f.get("random_weights")]
 

@@ -64,6 +64,13 @@ class Stage(Protocol):
         ...
 
 
+def stage_applies(kind: str, ctx: PipelineContext) -> bool:
+    """Whether a request uses its pipeline's ``kind`` stage: a stage that only some requests
+    need (``convert``: cloned voices) says so with an ``applies(ctx)`` method."""
+    applies = getattr(STAGES[kind], "applies", None)
+    return applies is None or bool(applies(ctx))
+
+
 @runtime_checkable
 class ItemSource(Protocol):
     """A stage that cuts a request into items, each scheduled and processed on its own."""
@@ -327,10 +334,14 @@ class ConvertStage:
     def check_options(self, options: Mapping[str, Any]) -> None:
         ConvertOptions(**options)  # raises a ValidationError naming each bad option
 
+    def applies(self, ctx: PipelineContext) -> bool:
+        """Whether the request uses this stage at all: only cloned voices are converted."""
+        return ctx.target_voice is not None
+
     async def process(
         self, spec: StageSpec, ctx: PipelineContext, client: ModelClient, item: SpeechItem
     ) -> None:
-        if ctx.target_voice is None or item.is_pause:
+        if not self.applies(ctx) or item.is_pause:
             return
         if item.audio is None:
             raise InternalError("convert ran before the sentence was synthesised")

@@ -30,6 +30,7 @@ from harmonyspeech.models.types import (
 )
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runner import PipelineRunner
+from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import build_catalog
 from harmonyspeech.pipelines.transcripts import TranscriptionOptions
 
@@ -418,3 +419,41 @@ async def test_the_sentences_of_a_request_sent_whole_are_scheduled_alike() -> No
     )
     await PipelineRunner({"melo": client}).run(pipeline, ctx)
     assert [priority for _, priority, _ in client.calls] == [Priority.INTERACTIVE] * 2
+
+
+class DemoModel(ReadyModel):
+    """A model's status as one on random demo weights reports it."""
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": "ready", "info": {"random_weights": True}}
+
+
+async def test_random_weights_are_reported_for_the_models_a_request_uses(tmp_path) -> None:
+    config = load_config(
+        {
+            "server": {"voices": {"path": str(tmp_path)}},
+            "models": [
+                {"name": "melo", "family": "melotts"},
+                {"name": "openvoice", "family": "openvoice"},
+            ],
+            "pipelines": [
+                {
+                    "name": "tts",
+                    "stages": [
+                        {"kind": "synthesize", "model": "melo"},
+                        {"kind": "convert", "model": "openvoice"},
+                    ],
+                }
+            ],
+        }
+    )
+    runtime = EngineRuntime(config, {"melo": DemoModel(), "openvoice": DemoModel()})
+    pipeline = runtime.catalog.resolve("tts")
+    built_in = PipelineContext(speech=SynthesisRequest(text="Hi.", voice="EN-US"))
+    cloned = PipelineContext(
+        speech=SynthesisRequest(text="Hi.", voice="EN-US"), target_voice=np.ones(4, np.float32)
+    )
+    # A built-in voice skips the converter, so its random weights are not in that answer.
+    assert await runtime.random_weight_models(pipeline, built_in) == ["melo"]
+    assert await runtime.random_weight_models(pipeline, cloned) == ["melo", "openvoice"]
+    assert await runtime.random_weight_models(pipeline) == ["melo", "openvoice"]

@@ -25,6 +25,7 @@ from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
 from harmonyspeech.errors import HarmonySpeechError
+from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.spec import PipelineSpec
 from harmonyspeech.pipelines.speech import SpeechItem, encoded_file, retries
@@ -57,7 +58,7 @@ async def create_speech(
         timeout_s=limits.request_timeout_s,
         streamed=body.stream or body.stream_format == "sse",
     )
-    headers = await _headers(runtime, pipeline)
+    headers = await _headers(runtime, pipeline, ctx)
     # Wait for the first sentence, so a request that fails before any audio exists gets a
     # proper error status instead of a broken 200 stream.
     items = RecordedItems(pipeline.name, await started(runtime.runner.stream(pipeline, ctx)))
@@ -104,8 +105,10 @@ def _score_header(score: Score | None) -> dict[str, str]:
     return {SCORE_HEADERS[score.metric]: f"{score.rate:.4f}"} if score else {}
 
 
-async def _headers(runtime: EngineRuntime, pipeline: PipelineSpec) -> dict[str, str]:
-    random = await runtime.random_weight_models(pipeline)
+async def _headers(
+    runtime: EngineRuntime, pipeline: PipelineSpec, ctx: PipelineContext
+) -> dict[str, str]:
+    random = await runtime.random_weight_models(pipeline, ctx)
     return {RANDOM_WEIGHTS_HEADER: ",".join(random)} if random else {}
 
 
