@@ -99,6 +99,9 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if first.get("type") == "missing":
         message = "field required"
+    elif message.startswith("Expected UploadFile"):
+        # A multipart part without a filename arrives as a text field.
+        message = "expected a file: send it as a multipart part with a filename"
     return InvalidRequestError(f"{param}: {message}" if param else message, param=param)
 
 

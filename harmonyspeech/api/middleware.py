@@ -41,14 +41,21 @@ async def send_error(send: Send, error: HarmonySpeechError) -> None:
 
 
 class NormalizePathMiddleware:
-    """Collapse repeated slashes (``/v1//audio/speech``), which some clients send."""
+    """Collapse repeated slashes (``/v1//audio/speech``) and drop a trailing one
+    (``/v1/models/``), which some clients send. Rather than FastAPI's 307 to the path without
+    it: that costs a round trip, and behind a TLS proxy its absolute ``Location`` points at
+    ``http://``."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and "//" in scope["path"]:
-            scope = dict(scope, path=_SLASHES.sub("/", scope["path"]))
+        if scope["type"] == "http":
+            path = _SLASHES.sub("/", scope["path"])
+            if len(path) > 1:
+                path = path.rstrip("/")
+            if path != scope["path"]:
+                scope = dict(scope, path=path)
         await self.app(scope, receive, send)
 
 

@@ -120,3 +120,21 @@ def test_keys_from_the_environment_are_hashed() -> None:
     verifier.verify("Bearer a-key")
     verifier.verify("bearer other")
     assert verifier.enabled
+
+
+async def test_a_trailing_slash_reaches_the_route_without_a_redirect(
+    http: httpx.AsyncClient,
+) -> None:
+    listed = await http.get("/v1/models/", headers=bearer(KEY))
+    assert listed.status_code == 200 and listed.json()["object"] == "list"
+    files = {"file": ("c.flac", clip_bytes("short"))}
+    detected = await http.post("/v1/audio/vad/", files=files, headers=bearer(KEY))
+    assert detected.status_code == 200 and detected.json()["segments"]
+
+
+async def test_an_unknown_model_is_model_not_found_as_on_every_route(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/v1/models/nope", headers=bearer(KEY))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"

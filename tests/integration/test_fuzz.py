@@ -349,6 +349,21 @@ MALFORMED_MULTIPART: dict[str, tuple[dict[str, str], bytes, int]] = {
 
 
 @pytest.mark.parametrize("endpoint", UPLOAD_ENDPOINTS)
+async def test_a_file_sent_without_a_filename_is_told_how_to_send_it(
+    http: httpx.AsyncClient, endpoint: str
+) -> None:
+    # `curl -F "file=<clip.flac"` and httpx's `files={"file": (None, data)}` send the audio
+    # as a text part; the message used to be pydantic's "Expected UploadFile, received: ...".
+    body = multipart(('name="file"', speech_clip()), *upload_fields(endpoint))
+    response = await send(http, "POST", endpoint, content=body, headers=form_headers())
+    error = assert_refused(response, 400)
+    # The voice endpoints take several files and name the one at fault: file.0.
+    assert error["param"].split(".")[0] == "file"
+    expected = "expected a file: send it as a multipart part with a filename"
+    assert error["message"] == f"{error['param']}: {expected}"
+
+
+@pytest.mark.parametrize("endpoint", UPLOAD_ENDPOINTS)
 @pytest.mark.parametrize("case", list(MALFORMED_MULTIPART))
 async def test_malformed_multipart_is_a_400(
     http: httpx.AsyncClient, endpoint: str, case: str

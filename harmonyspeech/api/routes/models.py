@@ -27,7 +27,7 @@ async def get_model(model_id: str, request: Request, runtime: Runtime) -> ModelC
     for card in await _cards(runtime, request.app.state.started_at):
         if card.id == model_id:
             return card
-    raise NotFoundError(f"model {model_id!r} does not exist", param="model")
+    raise NotFoundError(f"model {model_id!r} does not exist", param="model", code="model_not_found")
 
 
 async def _cards(runtime: EngineRuntime, created: int) -> list[ModelCard]:
