@@ -203,6 +203,12 @@ class SileroVadOptions(StrictModel):
     sampling_rate: Literal[8000, 16000] = 16000
     """Rate the model runs at; uploads are resampled to it."""
 
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> SileroVadOptions:
+        if self.neg_threshold is not None and self.neg_threshold > self.threshold:
+            raise ValueError("neg_threshold must not be above threshold")
+        return self
+
 
 class SileroVadModelConfig(ModelConfigBase):
     """Silero VAD, using the weights bundled in the ``silero-vad`` package."""

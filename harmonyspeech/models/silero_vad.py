@@ -87,6 +87,15 @@ class SileroVadAdapter(ModelAdapter[VadRequest, VadResult]):
     def _check(self, item: VadRequest) -> InvalidRequestError | None:
         if item.audio.ndim != 1 or len(item.audio) == 0:
             return InvalidRequestError("VAD expects a non-empty mono stream", param="file")
+        options = effective_options(self.config.options, item.params)
+        if options.neg_threshold is not None and options.neg_threshold > options.threshold:
+            # Speech ends below neg_threshold once it started above threshold: above it, each
+            # frame between the two would start speech and end it again.
+            return InvalidRequestError(
+                f"neg_threshold ({options.neg_threshold}) must not be above threshold "
+                f"({options.threshold})",
+                param="neg_threshold",
+            )
         return None
 
     def _segments(self, params: VadParams, stream: np.ndarray, probs: np.ndarray) -> VadResult:

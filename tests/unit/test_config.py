@@ -311,3 +311,10 @@ def test_auth_labels_must_be_keyed_by_hash() -> None:
     [(path, message)] = problems(bad)
     assert path == "server.auth.api_key_labels" and "must be 'sha256:" in message
     assert "sk-plain" not in message
+
+
+def test_a_vad_neg_threshold_above_its_threshold_is_refused() -> None:
+    options = {"threshold": 0.4, "neg_threshold": 0.6}
+    data = {**MINIMAL, "models": [{"name": "vad", "family": "silero-vad", "options": options}]}
+    [(where, message)] = problems(data)
+    assert where == "models[0].options" and "neg_threshold must not be above threshold" in message

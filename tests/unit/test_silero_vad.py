@@ -7,6 +7,7 @@ import pytest
 
 from harmonyspeech.audio import resample
 from harmonyspeech.config import SileroVadModelConfig, SileroVadOptions
+from harmonyspeech.errors import InvalidRequestError
 from harmonyspeech.models.silero_vad import SileroVadAdapter, effective_options
 from harmonyspeech.models.types import VadParams, VadRequest
 from tests.unit.vad_clips import clip, regions
@@ -91,3 +92,19 @@ def test_empty_and_multichannel_items_fail_alone(adapter: SileroVadAdapter) -> N
     )
     assert good.segments
     assert isinstance(empty, Exception) and isinstance(stereo, Exception)
+
+
+def test_a_neg_threshold_above_the_threshold_fails_alone(adapter: SileroVadAdapter) -> None:
+    audio = clip("short")
+    inverted, equal, alone = adapter.infer_batch(
+        [
+            VadRequest(audio, 16000, VadParams(threshold=0.3, neg_threshold=0.8)),
+            VadRequest(audio, 16000, VadParams(threshold=0.5, neg_threshold=0.5)),
+            # Against the model's threshold (0.5) when the request sets only neg_threshold.
+            VadRequest(audio, 16000, VadParams(neg_threshold=0.6)),
+        ]
+    )
+    assert isinstance(inverted, InvalidRequestError) and inverted.param == "neg_threshold"
+    assert "must not be above threshold (0.3)" in inverted.message
+    assert equal.segments
+    assert isinstance(alone, InvalidRequestError) and "threshold (0.5)" in alone.message
