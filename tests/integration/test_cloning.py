@@ -89,6 +89,14 @@ def test_voice_given_as_an_object_and_unknown_voices(client, voice_id: str) -> N
     assert client.get("/v1/audio/voices/alloy").json()["speaker"] == "EN-US"
     assert client.get("/v1/audio/voices/nobody").status_code == 404
     assert client.delete(f"/v1/audio/voices/{UNKNOWN}").status_code == 404
+    # A built-in voice exists, but only cloned ones can be deleted or have an embedding.
+    for refused in (
+        client.delete("/v1/audio/voices/alloy"),
+        client.get("/v1/audio/voices/alloy/embedding"),
+    ):
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "voice_id"
+        assert "'alloy' is a built-in voice" in refused.json()["error"]["message"]
+    assert client.get("/v1/audio/voices/alloy").status_code == 200
     no_convert = client.post("/v1/audio/speech", json={**body, "model": "tts-validated"})
     assert no_convert.status_code == 400
     assert "cannot speak cloned voices" in no_convert.json()["error"]["message"]

@@ -19,7 +19,12 @@ from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.audio import Audio
-from harmonyspeech.errors import InternalError, NotFoundError, PayloadTooLargeError
+from harmonyspeech.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from harmonyspeech.models.types import ToneColor
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
@@ -108,6 +113,7 @@ async def get_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
 @router.get("/v1/audio/voices/{voice_id}/embedding")
 async def get_voice_embedding(runtime: Runtime, voice_id: str) -> dict[str, Any]:
     """A cloned voice's raw tone-colour embedding (float32 values)."""
+    await _refuse_builtin(runtime, voice_id, "have a tone-colour embedding")
     stored = await asyncio.to_thread(runtime.voices.get, voice_id)
     return {
         "id": voice_id,
@@ -120,8 +126,26 @@ async def get_voice_embedding(runtime: Runtime, voice_id: str) -> dict[str, Any]
 @router.delete("/v1/audio/voices/{voice_id}")
 async def delete_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
     """Delete a cloned voice; requests already speaking with it finish normally."""
+    await _refuse_builtin(runtime, voice_id, "can be deleted")
     await asyncio.to_thread(runtime.voices.delete, voice_id)
     return {"id": voice_id, "object": "voice.deleted", "deleted": True}
+
+
+async def _refuse_builtin(runtime: EngineRuntime, voice_id: str, only_cloned: str) -> None:
+    """A built-in voice exists (GET shows it), so it is not a 404 where only cloned ones fit.
+
+    Raises:
+        InvalidRequestError: ``voice_id`` names a built-in voice (400).
+    """
+    if is_voice_id(voice_id):
+        return
+    speech = [p for p in runtime.catalog if p.produces == "speech"]
+    if voice_id in await builtin_voices(runtime, speech):
+        raise InvalidRequestError(
+            f"{voice_id!r} is a built-in voice; only cloned voices (POST /v1/audio/voices) "
+            f"{only_cloned}",
+            param="voice_id",
+        )
 
 
 @router.post("/v1/audio/embeddings", openapi_extra=AUDIO_UPLOAD_OPENAPI)
