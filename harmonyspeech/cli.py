@@ -136,16 +136,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_checked_config(args.config)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if overrides:
+    if overrides or args.insecure_no_auth:
         data = config.model_dump()
         data["server"].update(overrides)
+        if args.insecure_no_auth:
+            # Carried in the config: a cluster's Serve may listen elsewhere, checked later.
+            data["server"]["auth"]["allow_insecure_no_auth"] = True
         config = load_config(data)
     config = with_resolved_keys(config)  # the keys file is read here, once
     auth = config.server.auth
+    # Checked before Ray starts; on a joined cluster, where its Serve listens is checked too.
     ensure_safe_binding(
         config.server.host,
         ApiKeyVerifier.from_config(auth),
-        allow_insecure=args.insecure_no_auth or auth.allow_insecure_no_auth,
+        allow_insecure=auth.allow_insecure_no_auth,
+        keys_env=auth.api_keys_env,
     )
     from harmonyspeech.serve.ray_env import prepare_ray_auth
 

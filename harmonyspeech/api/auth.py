@@ -183,8 +183,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def ensure_safe_binding(host: str, verifier: ApiKeyVerifier, *, allow_insecure: bool) -> None:
+def ensure_safe_binding(
+    host: str,
+    verifier: ApiKeyVerifier,
+    *,
+    allow_insecure: bool,
+    keys_env: str = "HARMONYSPEECH_API_KEYS",
+    where: str = "server.host",
+) -> None:
     """Refuse to expose an unauthenticated server beyond loopback.
+
+    Args:
+        host: Where the server listens.
+        verifier: The configured keys.
+        allow_insecure: The operator's explicit override.
+        keys_env: The environment variable keys may come from (named in the message).
+        where: What set ``host``, for the message.
 
     Raises:
         ConfigError: ``host`` is not loopback, no keys are configured and no override was given.
@@ -194,10 +208,10 @@ def ensure_safe_binding(host: str, verifier: ApiKeyVerifier, *, allow_insecure: 
     raise ConfigError(
         [
             (
-                "server.host",
+                where,
                 f"serving on {host} without API keys is refused; configure "
-                "server.auth.api_key_hashes, server.auth.api_keys_file or the keys environment "
-                "variable, or pass --insecure-no-auth",
+                f"server.auth.api_key_hashes, server.auth.api_keys_file or {keys_env}, or set "
+                "server.auth.allow_insecure_no_auth (harmonyspeech serve: --insecure-no-auth)",
             )
         ]
     )

@@ -16,10 +16,11 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from harmonyspeech.api.auth import ApiKeyVerifier, ensure_safe_binding, with_resolved_keys
+from harmonyspeech.api.auth import with_resolved_keys
 from harmonyspeech.config import DeploymentOptions, EngineConfig, load_config
 from harmonyspeech.pipelines.spec import build_catalog
 from harmonyspeech.serve.deployments import Ingress, ModelServer
+from harmonyspeech.serve.listening import ensure_safe_serving, serve_http_address
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,10 @@ def build_app(args: dict[str, Any]) -> Application:
         if not path:
             raise ValueError(f"pass args.config_path, args.config or set {CONFIG_ENV}")
         config = load_config(path)
-    # `harmonyspeech serve` checks this before starting Ray; `serve deploy` comes through here.
-    # Keys are resolved first (the keys file read once), then checked, then deployed.
+    # `harmonyspeech serve` checks this itself; `serve deploy` comes through here. Keys are
+    # resolved first (the keys file read once), then checked, then deployed.
     config = with_resolved_keys(config)
-    auth = config.server.auth
-    ensure_safe_binding(
-        config.server.host,
-        ApiKeyVerifier.from_config(auth),
-        allow_insecure=auth.allow_insecure_no_auth,
-    )
+    ensure_safe_serving(config, serve_http_address())
     return build_application(config)
 
 

@@ -17,6 +17,7 @@ from ray import serve
 from harmonyspeech.config import EngineConfig
 from harmonyspeech.errors import ConfigError
 from harmonyspeech.serve.app import APP_NAME, INGRESS_NAME, build_application
+from harmonyspeech.serve.listening import HttpAddress, ensure_safe_serving, serve_http_address
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,19 @@ def start(config: EngineConfig) -> str:
         **({"_metrics_export_port": metrics_port} if metrics_port is not None else {}),
     )
     serve.start(http_options={"host": server.host, "port": server.port})
+    listening = serve_http_address() or HttpAddress(server.host, server.port)
+    if listening != (server.host, server.port):
+        # A cluster's Serve keeps the HTTP options it started with.
+        logger.warning(
+            "Serve already runs on this cluster and listens on %s:%d; server.host and "
+            "server.port (%s:%d) do not apply",
+            *listening,
+            server.host,
+            server.port,
+        )
+    ensure_safe_serving(config, listening)
     serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)
-    return f"http://{server.host}:{server.port}"
+    return f"http://{listening.host}:{listening.port}"
 
 
 def ensure_port_free(port: int) -> None:
@@ -70,14 +82,18 @@ def ensure_port_free(port: int) -> None:
             raise ConfigError([("server.ray.metrics_export_port", message)]) from None
 
 
-def stop() -> None:
-    """Shut the app, Serve and (for an embedded Ray) Ray down."""
+def stop(config: EngineConfig) -> None:
+    """Shut the app down, and with an embedded Ray also Serve and Ray; on a cluster joined
+    through ``server.ray.address`` only the app goes, and Serve keeps serving the others."""
     if not ray.is_initialized():
         return  # start-up failed before Ray ran (serve.shutdown would start one)
     try:
-        serve.shutdown()
+        if config.server.ray.address is None:
+            serve.shutdown()
+        elif APP_NAME in serve.status().applications:
+            serve.delete(APP_NAME)
     finally:
-        ray.shutdown()
+        ray.shutdown()  # an embedded Ray stops; a cluster's driver disconnects
 
 
 def drain(grace_s: float, force: threading.Event) -> bool:
@@ -180,5 +196,5 @@ def run_until_signalled(config: EngineConfig) -> None:
             # Past the drain, a further signal interrupts the shutdown itself, as before it.
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            stop()
+            stop(config)
         logger.info("stopped")

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from harmonyspeech.audio import decode_audio
 from tests.conftest import TinyWeights, served_config_data, write_config
@@ -29,6 +31,8 @@ TEXT = "Batch line number {n} is checked by Whisper."
 @dataclass(frozen=True)
 class Cluster:
     dashboard: str
+    address: str
+    """The GCS address that drivers (``server.ray.address``) join."""
     env: dict[str, str]
     serve_port: int
 
@@ -61,7 +65,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    dashboard_port = free_port()
+    dashboard_port, gcs_port = free_port(), free_port()
     log = (tmp_path_factory.mktemp("cluster") / "ray.log").open("w")
     # A private (short: socket paths) temp dir, so the machine's default cluster address file
     # never points at this short-lived cluster.
@@ -69,7 +73,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     head = subprocess.Popen(
         [
             str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-            "--temp-dir", temp_dir, "--num-cpus", "4", "--port", str(free_port()),
+            "--temp-dir", temp_dir, "--num-cpus", "4", "--port", str(gcs_port),
             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dashboard_port),
         ],
@@ -78,7 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     try:
         wait_until(_responds(f"{dashboard}/api/version"), timeout=120, what="the Ray dashboard")
-        yield Cluster(dashboard, env, free_port())
+        yield Cluster(dashboard, f"127.0.0.1:{gcs_port}", env, free_port())
     finally:
         terminate(head, grace_s=90)
         log.close()
@@ -181,3 +185,34 @@ def test_batch_job_stopped_midway_resumes_to_a_complete_manifest(
     done_before = sum(record["status"] == "ok" for record in after_stop)
     assert summary["skipped"] == done_before
     assert summary["done"] == 18 - done_before and summary["failed"] == 2
+
+
+# Last in this module: the joined `harmonyspeech serve` takes the deployed app's place.
+def test_serve_joining_the_cluster_stops_only_its_own_app(
+    cluster: Cluster, deployed: str, tiny_weights: TinyWeights, tmp_path: Path
+) -> None:
+    data = served_config_data(tiny_weights, port=free_port())
+    data["server"]["ray"] = {"address": cluster.address, "metrics_export_port": None}
+    config = write_config(tmp_path / "joined.yaml", data)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(BIN / "harmonyspeech"), "serve", "--config", str(config)],
+            env=cluster.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        listening = f"harmonyspeech listening on {deployed}"
+        wait_until(lambda: listening in log_path.read_text(), timeout=180, what=listening)
+        # Serve already ran here on its own port, which is where the app is, and says so.
+        assert "server.host and server.port" in log_path.read_text()
+        wait_until(answers(f"{deployed}/ready"), timeout=240, what="the joined app")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+    finally:
+        terminate(process, grace_s=30)
+    status = cluster.run(str(BIN / "serve"), "status", "-a", cluster.dashboard)
+    assert status.returncode == 0, status.stderr
+    state = yaml.safe_load(status.stdout)
+    # Its app is gone; Serve itself, and so any other app on the cluster, still runs.
+    assert "harmonyspeech" not in (state.get("applications") or {})
+    assert state.get("proxies"), status.stdout

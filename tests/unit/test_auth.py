@@ -19,6 +19,7 @@ from harmonyspeech.api.auth import (
 from harmonyspeech.cli import main
 from harmonyspeech.config import AuthConfig, load_config
 from harmonyspeech.errors import AuthenticationError, ConfigError
+from harmonyspeech.serve.listening import HttpAddress, ensure_safe_serving
 from tests.conftest import ROOT, write_config
 
 
@@ -54,10 +55,34 @@ def test_loopback_detection(host: str, loopback: bool) -> None:
 
 
 def test_public_binding_without_keys_is_refused() -> None:
-    with pytest.raises(ConfigError, match="--insecure-no-auth"):
+    with pytest.raises(ConfigError, match="--insecure-no-auth") as info:
         ensure_safe_binding("0.0.0.0", ApiKeyVerifier([]), allow_insecure=False)
+    [(where, message)] = info.value.problems
+    assert where == "server.host" and "HARMONYSPEECH_API_KEYS" in message
+    assert "server.auth.allow_insecure_no_auth" in message
     ensure_safe_binding("0.0.0.0", ApiKeyVerifier([]), allow_insecure=True)
     ensure_safe_binding("0.0.0.0", ApiKeyVerifier([hash_key("k")]), allow_insecure=False)
+
+
+MINIMAL = {
+    "models": [{"name": "vad", "family": "silero-vad"}],
+    "pipelines": [{"name": "vad", "stages": [{"kind": "vad", "model": "vad"}]}],
+}
+
+
+def test_where_serve_listens_is_checked_as_well_as_server_host(monkeypatch) -> None:
+    # A Serve config's http_options.host is its own copy: changing only it used to expose an
+    # app without keys, since only server.host was checked.
+    monkeypatch.delenv("HARMONYSPEECH_API_KEYS", raising=False)
+    config = load_config({**MINIMAL, "server": {"host": "127.0.0.1"}})
+    ensure_safe_serving(config, None)
+    ensure_safe_serving(config, HttpAddress("127.0.0.1", 8000))
+    with pytest.raises(ConfigError) as info:
+        ensure_safe_serving(config, HttpAddress("0.0.0.0", 8000))
+    [(where, message)] = info.value.problems
+    assert where.startswith("http_options.host") and "serving on 0.0.0.0" in message
+    keyed = load_config({**MINIMAL, "server": {"auth": {"api_key_hashes": [hash_key("k")]}}})
+    ensure_safe_serving(keyed, HttpAddress("0.0.0.0", 8000))
 
 
 def test_serve_refuses_before_starting_anything(capsys: pytest.CaptureFixture[str]) -> None:
