@@ -223,13 +223,20 @@ class ConfigError(HarmonySpeechError):
     """
 
     default_code = "invalid_config"
+    header: ClassVar[str] = "invalid configuration"
 
     def __init__(self, problems: list[tuple[str, str]], *, source: str | None = None):
         self.problems = list(problems)
         self.source = source
         lines = [f"{path}: {message}" for path, message in self.problems]
-        header = f"invalid configuration{f' in {source}' if source else ''}"
+        header = f"{self.header}{f' in {source}' if source else ''}"
         super().__init__("\n".join([header, *lines]))
 
     def _state(self) -> dict[str, Any]:
         return {"problems": self.problems, "source": self.source}
+
+
+class UsageError(ConfigError):
+    """A command's arguments are wrong (a missing input file, an address of the wrong kind)."""
+
+    header = "invalid arguments"

@@ -14,7 +14,7 @@ from typing import Any
 
 from harmonyspeech.batch.job import BatchOptions, BatchSummary, run_batch
 from harmonyspeech.batch.lines import BatchLine, read_lines
-from harmonyspeech.errors import ConfigError, ModelLoadError
+from harmonyspeech.errors import ConfigError, HarmonySpeechError, ModelLoadError, UsageError
 from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
 from harmonyspeech.pipelines.spec import load_checked_config
 
@@ -75,6 +75,11 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _check_input(args: argparse.Namespace) -> None:
+    if not args.input.is_file():
+        raise UsageError([("input", f"no such file: {args.input}")])
+
+
 def _defaults(args: argparse.Namespace) -> dict[str, Any]:
     pairs = (
         ("model", args.model),
@@ -97,8 +102,19 @@ def _forwarded_options(args: argparse.Namespace) -> list[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if not args.input.is_file():
-        raise ConfigError([("input", f"no such file: {args.input}")])
+    _check_input(args)
+    if args.address and args.address.startswith(("http://", "https://")):
+        # `ray job submit` users export the dashboard's URL as RAY_ADDRESS; ray.init refuses it.
+        raise UsageError(
+            [
+                (
+                    "--address (default: RAY_ADDRESS)",
+                    f"{args.address} is a Ray dashboard URL, which `batch submit` takes; "
+                    "`batch run` joins a cluster at its GCS address (HOST:6379, as `ray start` "
+                    "prints it); to run the models here, leave both unset",
+                )
+            ]
+        )
     lines = read_lines(args.input, _defaults(args))
     options = BatchOptions(concurrency=max(1, args.concurrency), line_timeout_s=args.line_timeout_s)
     try:
@@ -115,13 +131,15 @@ async def _run(
 ) -> BatchSummary:
     from tqdm import tqdm
 
-    async with open_runtime(args) as runtime:
+    async with open_runtime(args, lines) as runtime:
         with tqdm(total=len(lines), unit="line", disable=args.no_progress, mininterval=1.0) as bar:
             return await run_batch(runtime, lines, Path(args.out), options, bar.update)
 
 
 @asynccontextmanager
-async def open_runtime(args: argparse.Namespace) -> AsyncIterator[EngineRuntime]:
+async def open_runtime(
+    args: argparse.Namespace, lines: list[BatchLine]
+) -> AsyncIterator[EngineRuntime]:
     """The running Serve app's deployments when there is one, else models in this process."""
     if args.address:
         from harmonyspeech.serve.ray_env import prepare_ray_auth
@@ -131,8 +149,8 @@ async def open_runtime(args: argparse.Namespace) -> AsyncIterator[EngineRuntime]
 
         attach.connect(args.address)
         if attach.running_app(args.app):
-            runtime = await attach.attached_runtime(args.app)
-            await wait_ready(runtime, args.ready_timeout_s)
+            runtime = await attach.attached_runtime(args.app, args.ready_timeout_s)
+            await wait_ready(runtime, args.ready_timeout_s, models_used(runtime, lines))
             yield runtime
             return
         logger.info("no running Serve app %r on the cluster: models run in this job", args.app)
@@ -148,13 +166,39 @@ async def open_runtime(args: argparse.Namespace) -> AsyncIterator[EngineRuntime]
         await asyncio.to_thread(engine.stop)
 
 
-async def wait_ready(runtime: EngineRuntime, timeout_s: float) -> None:
-    """Wait (bounded) until every model of the attached app has loaded."""
+def models_used(runtime: EngineRuntime, lines: list[BatchLine]) -> set[str]:
+    """The model instances of the pipelines the lines ask for (a line naming no pipeline
+    that exists fails alone, later)."""
+    names = {line.request.model for line in lines if line.request is not None}
+    used: set[str] = set()
+    for name in names:
+        try:
+            pipeline = runtime.catalog.select(name, produces="speech")
+        except HarmonySpeechError:
+            continue
+        used.update(stage.model for stage in pipeline.stages)
+    return used
+
+
+async def wait_ready(runtime: EngineRuntime, timeout_s: float, models: set[str]) -> None:
+    """Wait (bounded) until ``models`` of the attached app have loaded.
+
+    Raises:
+        ModelLoadError: One failed to load (at once, with its error), or they were not all
+            ready within ``timeout_s``.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         statuses = await runtime.model_statuses()
-        waiting = [name for name, s in statuses.items() if s.get("state") != "ready"]
+        failed = [
+            f"{name}: {statuses[name].get('error')}"
+            for name in sorted(models)
+            if statuses[name].get("state") == "failed"
+        ]
+        if failed:
+            raise ModelLoadError(f"a model the batch needs failed to load: {'; '.join(failed)}")
+        waiting = sorted(n for n in models if statuses[n].get("state") != "ready")
         if not waiting:
             return
         if loop.time() > deadline:
@@ -163,8 +207,7 @@ async def wait_ready(runtime: EngineRuntime, timeout_s: float) -> None:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    if not args.input.is_file():
-        raise ConfigError([("input", f"no such file: {args.input}")])
+    _check_input(args)
     from harmonyspeech.serve.ray_env import prepare_ray_auth
 
     prepare_ray_auth(args.address)
@@ -181,7 +224,12 @@ def submit_command(args: argparse.Namespace) -> int:
         num_gpus=args.num_gpus,
         submission_id=args.submission_id,
     )
-    job_id = jobs.submit(args.address, job)
+    try:
+        job_id = jobs.submit(args.address, job)
+    except ConnectionError as exc:
+        raise UsageError([("--address", f"no Ray dashboard answers there: {exc}")]) from None
+    except (ValueError, RuntimeError) as exc:  # e.g. a --submission-id already used
+        raise UsageError([("job", f"the cluster refused it: {exc}")]) from None
     print(f"submitted batch job {job_id}; output in {job.out_dir} on the cluster", flush=True)
     if args.no_wait:
         print(f"follow it with: ray job logs --follow {job_id} --address {args.address}")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harmonyspeech.audio import decode_audio
+from harmonyspeech.batch.command import models_used, wait_ready
 from harmonyspeech.batch.job import BatchOptions, run_batch
 from harmonyspeech.batch.lines import parse_lines
 from harmonyspeech.cli import main
 from harmonyspeech.config import load_config
 from harmonyspeech.engine.client import LocalModelClient
 from harmonyspeech.engine.items import Priority
+from harmonyspeech.errors import ModelLoadError
 from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
 from tests.conftest import TinyWeights, served_config, served_config_data, write_config
 
@@ -146,3 +149,44 @@ async def test_lines_refused_by_a_full_queue_wait_their_turn(
     assert (summary.done, summary.failed) == (6, 0)
     assert stats["items"] == 18 and stats["max_queue_depth"] <= 4
     assert stats["cancelled"] > 0, "no line was refused: the test did not fill the queue"
+
+
+async def test_a_job_waits_only_for_the_models_its_lines_use_and_not_for_a_failed_one(
+    tmp_path: Path, tiny_weights: TinyWeights
+) -> None:
+    data = served_config_data(tiny_weights)
+    for model in data["models"]:
+        if model["family"] == "faster-whisper":
+            model["weights"] = {"path": str(tmp_path / "no-such-whisper")}
+    engine = LocalEngine(load_config(data)).start(wait=False)
+    try:
+        runtime = engine.runtime
+        plain = parse_lines(
+            [(1, json.dumps({"input": "Hi.", "voice": "alloy"}))], {"model": "tts-1"}
+        )
+        checked = parse_lines(
+            [(1, json.dumps({"input": "Hi.", "voice": "alloy", "model": "tts-validated"}))], {}
+        )
+        assert models_used(runtime, plain) == {"melo-en", "openvoice"}
+        # Whisper failed to load, but tts-1 lines never use it.
+        await wait_ready(runtime, 120, models_used(runtime, plain))
+        started = time.monotonic()
+        with pytest.raises(ModelLoadError, match="whisper: ") as info:
+            await wait_ready(runtime, 120, models_used(runtime, checked))
+        assert time.monotonic() - started < 30, "a failed model is reported at once"
+        assert "no-such-whisper" in info.value.message
+    finally:
+        engine.stop()
+
+
+def test_batch_run_explains_a_dashboard_url_given_as_its_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"input": "Hi.", "voice": "alloy"}) + "\n")
+    command = ["batch", "run", str(source), "--out", str(tmp_path / "out")]
+    assert main([*command, "--address", "http://127.0.0.1:8265"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("invalid arguments") and "GCS address" in error
+    assert main(["batch", "run", str(tmp_path / "missing.jsonl"), "--out", "o"]) == 2
+    assert "invalid arguments\ninput: no such file" in capsys.readouterr().err
