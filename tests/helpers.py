@@ -8,8 +8,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -159,3 +161,13 @@ def parse_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     ]
+
+
+@asynccontextmanager
+async def asgi_client(runtime: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app over an ``EngineRuntime``, in this process (no sockets)."""
+    from harmonyspeech.api.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

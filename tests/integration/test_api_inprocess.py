@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from harmonyspeech.api.app import create_app
 from harmonyspeech.api.auth import ApiKeyVerifier, hash_key
 from harmonyspeech.config import EngineConfig, load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import ROOT, TinyWeights, served_config_data
+from tests.helpers import asgi_client
 from tests.unit.vad_clips import clip_bytes
 
 KEY = "sk-test-0123456789"
@@ -30,9 +30,7 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
 
 @pytest.fixture
 async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(engine.runtime)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(engine.runtime) as client:
         yield client
 
 

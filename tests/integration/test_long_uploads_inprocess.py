@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 
-from harmonyspeech.api.app import create_app
 from harmonyspeech.audio.encode import encode_audio
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config_data
+from tests.helpers import asgi_client
 
 WHISPER_QUEUE = 3
 RECORDING_S = 200.0  # seven 30 s windows, over twice what the queue holds
@@ -49,8 +49,7 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
 
 @pytest.fixture
 async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(engine.runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(engine.runtime) as client:
         yield client
 
 
@@ -87,8 +86,7 @@ async def test_a_streamed_long_recording_gets_every_window(http: httpx.AsyncClie
 
 
 async def post_recording(local: LocalEngine) -> httpx.Response:
-    transport = httpx.ASGITransport(app=create_app(local.runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(local.runtime) as client:
         files = {"file": ("meeting.flac", recording(RECORDING_S))}
         return await client.post(
             "/v1/audio/transcriptions", files=files, data=transcription_form(), timeout=120

@@ -14,13 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from harmonyspeech import telemetry
-from harmonyspeech.api.app import create_app
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from harmonyspeech.telemetry import PrometheusBackend
 from harmonyspeech.text import split_sentences_latin
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import parse_samples
+from tests.helpers import asgi_client, parse_samples
 from tests.unit.vad_clips import clip, clip_bytes
 
 TEXT = " ".join(
@@ -43,8 +42,7 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
 
 @pytest.fixture
 async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(engine.runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(engine.runtime) as client:
         yield client
 
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from harmonyspeech.api.app import create_app
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config_data
+from tests.helpers import asgi_client
 
 # Eight pieces of about 300 characters (pieces are cut at about 256).
 TEXT = " ".join(f"Part {i} {'goes on ' * 35}to its end." for i in range(8))
@@ -30,8 +30,7 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
 
 @pytest.fixture
 async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(engine.runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(engine.runtime) as client:
         yield client
 
 

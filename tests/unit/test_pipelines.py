@@ -429,24 +429,7 @@ class DemoModel(ReadyModel):
 
 
 async def test_random_weights_are_reported_for_the_models_a_request_uses(tmp_path) -> None:
-    config = load_config(
-        {
-            "server": {"voices": {"path": str(tmp_path)}},
-            "models": [
-                {"name": "melo", "family": "melotts"},
-                {"name": "openvoice", "family": "openvoice"},
-            ],
-            "pipelines": [
-                {
-                    "name": "tts",
-                    "stages": [
-                        {"kind": "synthesize", "model": "melo"},
-                        {"kind": "convert", "model": "openvoice"},
-                    ],
-                }
-            ],
-        }
-    )
+    config = load_config({**CLONING, "server": {"voices": {"path": str(tmp_path)}}})
     runtime = EngineRuntime(config, {"melo": DemoModel(), "openvoice": DemoModel()})
     pipeline = runtime.catalog.resolve("tts")
     built_in = PipelineContext(speech=SynthesisRequest(text="Hi.", voice="EN-US"))
