@@ -135,6 +135,23 @@ class DeploymentOptions(StrictModel):
         return self
 
 
+class IngressOptions(DeploymentOptions):
+    """Ray Serve options for the HTTP ingress: a light replica that holds many open requests
+    (streams), and a bounded line of requests waiting for one. Each field keeps its default
+    when a config sets only others."""
+
+    num_cpus: float = Field(0.5, ge=0)
+    """CPUs reserved per ingress replica (fractions allowed)."""
+
+    max_ongoing_requests: int = Field(1024, ge=1)
+    """Requests (open streams included) an ingress replica handles concurrently."""
+
+    max_queued_requests: int | None = Field(1024, ge=1)
+    """Requests that may wait for an ingress replica; past it Serve's proxy answers 503 with
+    ``Retry-After: 1`` at once. Keep it above the largest burst of simultaneous arrivals.
+    None: no bound."""
+
+
 class WeightsSource(StrictModel):
     """Where a model's weights come from. Resolution order: ``path``, then the local Hugging Face
     cache, then a hub download of ``repo_id``."""
@@ -549,6 +566,26 @@ class RateLimitsConfig(StrictModel):
                 )
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
+    def override_problems(self, auth: AuthConfig, *, keys_known: bool) -> list[tuple[str, str]]:
+        """Overrides that name no key of ``auth``: by label, and by hash too once
+        ``keys_known`` (the environment's keys folded in; they have no labels)."""
+        labels = set(auth.api_key_labels.values())
+        problems = []
+        for name in self.overrides:
+            if not re.fullmatch(KEY_HASH_PATTERN, name):
+                if name not in labels:
+                    problems.append((name, "no API key has this label"))
+            elif keys_known and name not in auth.api_key_hashes:
+                problems.append((name, "no configured API key has this hash"))
+        return [(f"server.rate_limits.overrides.{n}", message) for n, message in problems]
+
     @model_validator(mode="after")
     def _redis_needs_url(self) -> RateLimitsConfig:
         if self.backend == "redis" and not (self.redis_url or self.redis_url_env):
@@ -651,9 +688,7 @@ class ServerConfig(StrictModel):
     cors: CorsConfig = CorsConfig()
     """Browser access from other origins (off by default)."""
 
-    ingress: DeploymentOptions = DeploymentOptions(
-        num_cpus=0.5, max_ongoing_requests=1024, max_queued_requests=1024
-    )
+    ingress: IngressOptions = IngressOptions()
     """Ray Serve options for the HTTP ingress deployment."""
 
     ray: RayConfig = RayConfig()
@@ -666,6 +701,18 @@ class ServerConfig(StrictModel):
 
     voices: VoicesConfig = VoicesConfig()
     """The cloned-voice registry."""
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> ServerConfig:
+        if self.ray.metrics_export_port == self.port:
+            raise ValueError(f"ray.metrics_export_port must differ from port ({self.port})")
+        if self.auth.api_keys_file is None:
+            # Every label is known here (the keys file adds labels; the environment's keys
+            # have none), so a label naming no key fails now rather than once Ray runs.
+            problems = self.rate_limits.override_problems(self.auth, keys_known=False)
+            if problems:
+                raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
+        return self
 
 
 class EngineConfig(StrictModel):

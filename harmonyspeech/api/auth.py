@@ -227,7 +227,8 @@ def with_resolved_keys(
     or the file, and plaintext keys never travel.
 
     Raises:
-        ConfigError: The keys file is missing or invalid.
+        ConfigError: The keys file is missing or invalid, or a rate-limit override names no
+            key.
     """
     auth = config.server.auth
     verifier = ApiKeyVerifier.from_config(auth, environ)
@@ -236,7 +237,11 @@ def with_resolved_keys(
         "api_key_labels": dict(verifier.labels),
         "api_keys_file": None,
     }
-    if all(getattr(auth, name) == value for name, value in update.items()):
+    resolved = auth.model_copy(update=update)
+    problems = config.server.rate_limits.override_problems(resolved, keys_known=True)
+    if problems:
+        raise ConfigError(problems)
+    if resolved == auth:
         return config
-    server = config.server.model_copy(update={"auth": auth.model_copy(update=update)})
+    server = config.server.model_copy(update={"auth": resolved})
     return config.model_copy(update={"server": server})

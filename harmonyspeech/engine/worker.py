@@ -204,6 +204,8 @@ class ModelWorker:
         logger.info("model %r loaded in %.2f s", self.name, time.perf_counter() - started)
         with self._cond:
             self._state = WorkerState.READY
+            # A model nobody has called yet has a queue-depth series too (0, or what waits).
+            self._queue_changed()
             self._cond.notify_all()
         return True
 

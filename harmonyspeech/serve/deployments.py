@@ -16,7 +16,7 @@ from harmonyspeech.api.middleware import Lifecycle
 from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
 from harmonyspeech.engine.items import Priority
-from harmonyspeech.engine.worker import ModelWorker
+from harmonyspeech.engine.worker import ModelWorker, WorkerState
 from harmonyspeech.errors import HarmonySpeechError
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.pipelines.runtime import EngineRuntime
@@ -88,7 +88,12 @@ class ModelServer:
         return worker_status(self.worker)
 
     def check_health(self) -> None:
-        """Serve restarts a replica whose inference thread died."""
+        """Serve restarts a replica whose inference thread died. A model that failed to load
+        ends its thread too, but stays up as ``failed`` (on ``/ready``, and a 503 for its
+        requests): a new replica would only repeat the same load, and log its traceback,
+        every few seconds until the weights or the config are fixed and the app redeployed."""
+        if self.worker.state is WorkerState.FAILED:
+            return
         if not self.worker.alive():
             raise RuntimeError(f"inference thread of {self.config.name!r} is not running")
 

@@ -82,16 +82,26 @@ def ensure_port_free(port: int) -> None:
             raise ConfigError([("server.ray.metrics_export_port", message)]) from None
 
 
-def stop(config: EngineConfig) -> None:
+def stop(config: EngineConfig, *, now: bool = False) -> None:
     """Shut the app down, and with an embedded Ray also Serve and Ray; on a cluster joined
-    through ``server.ray.address`` only the app goes, and Serve keeps serving the others."""
+    through ``server.ray.address`` only the app goes, and Serve keeps serving the others.
+
+    Args:
+        config: The config the app was started with.
+        now: Do not wait for Serve's graceful shutdown, in which model replicas finish the
+            work they hold (up to their ``graceful_shutdown_timeout_s``): an embedded Ray is
+            stopped with everything in it, and a cluster's app is deleted without waiting.
+    """
     if not ray.is_initialized():
         return  # start-up failed before Ray ran (serve.shutdown would start one)
+    embedded = config.server.ray.address is None
+    if now:
+        logger.info("stopping the application, not waiting for the models' work to finish")
     try:
-        if config.server.ray.address is None:
+        if embedded and not now:
             serve.shutdown()
-        elif APP_NAME in serve.status().applications:
-            serve.delete(APP_NAME)
+        elif not embedded and APP_NAME in serve.status().applications:
+            serve.delete(APP_NAME, _blocking=not now)
     finally:
         ray.shutdown()  # an embedded Ray stops; a cluster's driver disconnects
 
@@ -196,5 +206,5 @@ def run_until_signalled(config: EngineConfig) -> None:
             # Past the drain, a further signal interrupts the shutdown itself, as before it.
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            stop(config)
+            stop(config, now=force.is_set())
         logger.info("stopped")

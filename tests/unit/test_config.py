@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from harmonyspeech import config as cfg
+from harmonyspeech.api.auth import hash_key, with_resolved_keys
 from harmonyspeech.cli import main
 from harmonyspeech.errors import ConfigError
 from harmonyspeech.pipelines.spec import build_catalog
@@ -318,3 +319,44 @@ def test_a_vad_neg_threshold_above_its_threshold_is_refused() -> None:
     data = {**MINIMAL, "models": [{"name": "vad", "family": "silero-vad", "options": options}]}
     [(where, message)] = problems(data)
     assert where == "models[0].options" and "neg_threshold must not be above threshold" in message
+
+
+def test_an_ingress_section_that_sets_one_field_keeps_the_other_defaults() -> None:
+    # The defaults used to be one instance: setting num_cpus alone unbounded the ingress queue.
+    ingress = cfg.load_config({**MINIMAL, "server": {"ingress": {"num_cpus": 0.25}}}).server.ingress
+    assert (ingress.num_cpus, ingress.max_ongoing_requests, ingress.max_queued_requests) == (
+        0.25,
+        1024,
+        1024,
+    )
+    unbounded = {"ingress": {"max_queued_requests": None}}
+    assert (
+        cfg.load_config({**MINIMAL, "server": unbounded}).server.ingress.max_queued_requests is None
+    )
+
+
+def test_a_rate_limit_override_naming_no_key_fails_the_config_check(tmp_path) -> None:
+    # It used to pass check-config and fail only once Ray ran, in the ingress replica.
+    overrides = {"nosuch": {"requests_per_minute": 10}}
+    server = {"rate_limits": {"requests_per_minute": 5, "overrides": overrides}}
+    [(where, message)] = problems({**MINIMAL, "server": server})
+    assert where == "server" and "overrides.nosuch: no API key has this label" in message
+    # With a keys file its labels are known only once it is read, where the app is built.
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"{hash_key('k')} alice\n")
+    with_file = {**server, "auth": {"api_keys_file": str(keys)}}
+    config = cfg.load_config({**MINIMAL, "server": with_file})
+    with pytest.raises(ConfigError, match=r"overrides\.nosuch: no API key has this label"):
+        with_resolved_keys(config, environ={})
+    unknown_hash = {"rate_limits": {"overrides": {hash_key("other"): {"requests_per_minute": 1}}}}
+    with pytest.raises(ConfigError, match="no configured API key has this hash"):
+        with_resolved_keys(cfg.load_config({**MINIMAL, "server": unknown_hash}), environ={})
+    # A key from the environment is one.
+    env = {"HARMONYSPEECH_API_KEYS": "other"}
+    assert with_resolved_keys(cfg.load_config({**MINIMAL, "server": unknown_hash}), environ=env)
+
+
+def test_the_metrics_port_must_differ_from_the_http_port() -> None:
+    server = {"port": 8080, "ray": {"metrics_export_port": 8080}}
+    [(where, message)] = problems({**MINIMAL, "server": server})
+    assert where == "server" and "metrics_export_port must differ from port" in message

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from harmonyspeech.api.auth import hash_key
 from harmonyspeech.api.ratelimit import (
@@ -451,8 +452,14 @@ def test_redis_backend_is_built_lazily() -> None:
     assert rl is not None and isinstance(rl.store, RedisBuckets)  # no connection made yet
 
 
-def test_bad_redis_url_fails_start_up() -> None:
+def test_bad_redis_url_fails_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("redis")
-    config = RateLimitsConfig(requests_per_minute=1, backend="redis", redis_url="http://x")
+    with pytest.raises(ValidationError, match="redis://"):
+        RateLimitsConfig(requests_per_minute=1, backend="redis", redis_url="http://x")
+    # A URL from the environment is only seen where the limiter starts.
+    monkeypatch.setenv("TEST_REDIS_URL", "http://x")
+    config = RateLimitsConfig(
+        requests_per_minute=1, backend="redis", redis_url_env="TEST_REDIS_URL"
+    )
     with pytest.raises(ConfigError, match="redis_url"):
         RateLimiter.from_config(config)
