@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from harmonyspeech.config import EngineConfig
+from harmonyspeech.errors import ConfigError
 from harmonyspeech.serve.app import (
     APP_NAME,
     INGRESS_NAME,
@@ -35,6 +36,9 @@ def build_serve_config(
             engine config into the application's ``args``.
         app_name: Serve application name; batch jobs attach to the app of this name.
         proxy_location: Where Serve runs HTTP proxies (``EveryNode``, ``HeadOnly``).
+
+    Raises:
+        ConfigError: The runtime environment names local code paths, which Serve cannot ship.
     """
     args: dict[str, Any]
     if config_path is not None:
@@ -49,7 +53,7 @@ def build_serve_config(
         "deployments": _deployments(config),
     }
     if config.server.ray.runtime_env:
-        application["runtime_env"] = dict(config.server.ray.runtime_env)
+        application["runtime_env"] = _remote_only(dict(config.server.ray.runtime_env))
     return {
         "proxy_location": proxy_location,
         "http_options": {"host": config.server.host, "port": config.server.port},
@@ -64,3 +68,30 @@ def _deployments(config: EngineConfig) -> list[dict[str, Any]]:
             {"name": model_deployment_name(model.name), **deployment_options(model.deployment)}
         )
     return entries
+
+
+def _remote_only(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """``runtime_env`` for a Serve config, whose code must live at remote URIs.
+
+    ``harmonyspeech serve`` uploads a local ``working_dir`` or ``py_modules`` path itself, but
+    ``serve deploy`` cannot, and refuses the file with a schema traceback.
+
+    Raises:
+        ConfigError: A local path in ``working_dir`` or ``py_modules``.
+    """
+    problems = []
+    for key in ("working_dir", "py_modules"):
+        value = runtime_env.get(key)
+        paths = value if isinstance(value, list) else [value] if value is not None else []
+        local = [str(path) for path in paths if "://" not in str(path)]
+        if local:
+            problems.append(
+                (
+                    f"server.ray.runtime_env.{key}",
+                    f"{', '.join(local)} is a local path; a Serve config needs a remote URI "
+                    "(s3://, gs://, https://.../code.zip), or install the code on every node",
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
+    return runtime_env

@@ -138,3 +138,22 @@ def test_serve_deploy_refuses_an_open_address_without_keys(monkeypatch) -> None:
     data["server"]["host"] = "0.0.0.0"
     with pytest.raises(ConfigError, match="without API keys is refused"):
         build_app({"config": data})
+
+
+def test_local_code_paths_are_refused_with_what_to_use_instead() -> None:
+    # `serve deploy` cannot upload them and answered with a pydantic traceback.
+    data = _data()
+    data["server"]["ray"]["runtime_env"] = {
+        "working_dir": "/srv/app",
+        "py_modules": ["s3://bucket/extra.zip", "./vendored"],
+    }
+    with pytest.raises(ConfigError) as info:
+        build_serve_config(load_config(data))
+    assert [where for where, _ in info.value.problems] == [
+        "server.ray.runtime_env.working_dir",
+        "server.ray.runtime_env.py_modules",
+    ]
+    assert "./vendored is a local path" in info.value.problems[1][1]
+    data["server"]["ray"]["runtime_env"] = {"working_dir": "s3://bucket/app.zip"}
+    app = build_serve_config(load_config(data))["applications"][0]
+    assert app["runtime_env"] == {"working_dir": "s3://bucket/app.zip"}
