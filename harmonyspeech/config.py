@@ -704,7 +704,8 @@ class ServerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> ServerConfig:
-        if self.ray.metrics_export_port == self.port:
+        # Only an embedded Ray takes the metrics port (a cluster's comes from `ray start`).
+        if self.ray.address is None and self.ray.metrics_export_port == self.port:
             raise ValueError(f"ray.metrics_export_port must differ from port ({self.port})")
         if self.auth.api_keys_file is None:
             # Every label is known here (the keys file adds labels; the environment's keys

@@ -38,16 +38,18 @@ crashed replica do not all land on its replacement at the same instant."""
 @dataclass(frozen=True)
 class Refusal:
     """An item's expected refusal, returned by a model replica instead of raised: an invalid
-    input (4xx), a full queue (503) or a passed deadline (504). Serve logs every exception a
-    replica raises as a failed request, with its traceback, and a burst of refusals under load
-    would bury the model failures in those logs. The client raises ``error`` again."""
+    input (4xx), a full queue (503), a passed deadline (504) or a model that failed to load
+    (503; its load logged why, once). Serve logs every exception a replica raises as a failed
+    request, with its traceback, and a burst of refusals under load would bury the model
+    failures in those logs. The client raises ``error`` again."""
 
     error: HarmonySpeechError
 
     @staticmethod
     def expected(error: HarmonySpeechError) -> bool:
         """Whether ``error`` is a refusal rather than a model failure."""
-        return error.status_code < 500 or isinstance(error, OverloadedError | DeadlineExceededError)
+        refusals = OverloadedError | DeadlineExceededError | ModelLoadError
+        return error.status_code < 500 or isinstance(error, refusals)
 
 
 class ServeModelClient:
