@@ -38,20 +38,31 @@ def speech_only(audio: Audio, vad: VadResult | None) -> Audio:
 
 
 def use_cloned_voice(
-    pipeline: PipelineSpec, ctx: PipelineContext, embedding: np.ndarray, catalog: PipelineCatalog
+    pipeline: PipelineSpec,
+    ctx: PipelineContext,
+    embedding: np.ndarray,
+    catalog: PipelineCatalog,
+    *,
+    made_by: str,
 ) -> None:
     """Set ``ctx`` up to speak in a cloned voice: synthesise with the ``convert`` stage's base
     speaker, then convert to ``embedding``.
 
+    Args:
+        made_by: The converter model instance that made ``embedding``: an embedding is a point
+            in its own converter's tone-colour space, and another converter would turn it into
+            a different voice without a word.
+
     Raises:
-        InvalidRequestError: ``pipeline`` has no ``convert`` stage (the message lists those
-            that do).
+        InvalidRequestError: ``pipeline`` has no ``convert`` stage run by ``made_by`` (the
+            message lists the pipelines that have one).
     """
     stage = pipeline.stage("convert")
-    if stage is None:
-        able = [p.name for p in catalog if p.stage("convert") is not None]
+    if stage is None or stage.model != made_by:
+        able = [p.name for p in catalog if (s := p.stage("convert")) and s.model == made_by]
+        reason = "cannot speak cloned voices" if stage is None else "cannot speak this voice"
         raise InvalidRequestError(
-            f"model {pipeline.name!r} cannot speak cloned voices; use one of: "
+            f"model {pipeline.name!r} {reason}; use one of: "
             f"{', '.join(able) or 'none configured'}",
             param="model",
         )

@@ -52,14 +52,17 @@ class EngineRuntime:
 
         Raises:
             NotFoundError: No such cloned voice (404).
-            InvalidRequestError: ``pipeline`` cannot speak cloned voices.
+            InvalidRequestError: ``pipeline`` cannot speak cloned voices, or not this one
+                (another converter made it).
         """
         ctx = PipelineContext.with_timeout(
             timeout_s, speech=speech, priority=priority, streamed=streamed
         )
         if is_voice_id(speech.voice):
             stored = await asyncio.to_thread(self.voices.get, speech.voice)
-            use_cloned_voice(pipeline, ctx, stored.embedding, self.catalog)
+            use_cloned_voice(
+                pipeline, ctx, stored.embedding, self.catalog, made_by=stored.record.model
+            )
         return ctx
 
     async def model_facts(self, name: str) -> dict[str, Any]:

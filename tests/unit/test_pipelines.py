@@ -440,3 +440,33 @@ async def test_random_weights_are_reported_for_the_models_a_request_uses(tmp_pat
     assert await runtime.random_weight_models(pipeline, built_in) == ["melo"]
     assert await runtime.random_weight_models(pipeline, cloned) == ["melo", "openvoice"]
     assert await runtime.random_weight_models(pipeline) == ["melo", "openvoice"]
+
+
+async def test_a_cloned_voice_is_spoken_only_through_the_converter_that_made_it(tmp_path) -> None:
+    # Its embedding is a point in that converter's tone-colour space: another converter turned
+    # it into a different voice, silently.
+    config = load_config(
+        {
+            "server": {"voices": {"path": str(tmp_path)}},
+            "models": [*CLONING["models"], {"name": "openvoice-b", "family": "openvoice"}],
+            "pipelines": [
+                *CLONING["pipelines"],
+                {
+                    "name": "tts-b",
+                    "stages": [
+                        {"kind": "synthesize", "model": "melo"},
+                        {"kind": "convert", "model": "openvoice-b"},
+                    ],
+                },
+            ],
+        }
+    )
+    runtime = EngineRuntime(config, {})
+    voice = runtime.voices.create(
+        name="Ada", embedding=np.ones(4, np.float32), model="openvoice", speech_seconds=9.0
+    )
+    speech = SynthesisRequest(text="Hi.", voice=voice.id)
+    ctx = await runtime.speech_context(runtime.catalog.resolve("tts"), speech, timeout_s=10)
+    assert ctx.target_voice is not None
+    with pytest.raises(InvalidRequestError, match=r"cannot speak this voice; use one of: tts$"):
+        await runtime.speech_context(runtime.catalog.resolve("tts-b"), speech, timeout_s=10)
