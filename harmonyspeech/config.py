@@ -408,7 +408,7 @@ class PipelineConfig(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     """Unique pipeline name."""
 
-    aliases: list[str] = Field(default_factory=list)
+    aliases: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
     """Other names clients may use for this pipeline (e.g. OpenAI's ``tts-1``)."""
 
     description: str = ""
@@ -902,11 +902,16 @@ def _duplicates(section: str, names: list[str], what: str) -> Iterable[tuple[str
 def _alias_clashes(config: EngineConfig) -> Iterable[tuple[str, str]]:
     owner: dict[str, str] = {p.name: p.name for p in config.pipelines}
     for i, pipeline in enumerate(config.pipelines):
+        own = {pipeline.name}
         for j, alias in enumerate(pipeline.aliases):
             other = owner.get(alias)
-            if other is not None and other != pipeline.name:
+            if alias in own:
+                # /v1/models would list the same id twice.
+                yield f"pipelines[{i}].aliases[{j}]", f"{alias!r} already names this pipeline"
+            elif other is not None:
                 yield (
                     f"pipelines[{i}].aliases[{j}]",
                     f"{alias!r} already names pipeline {other!r}",
                 )
+            own.add(alias)
             owner.setdefault(alias, pipeline.name)

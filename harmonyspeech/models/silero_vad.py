@@ -120,6 +120,5 @@ class SileroVadAdapter(ModelAdapter[VadRequest, VadResult]):
 
 
 def effective_options(defaults: SileroVadOptions, params: VadParams) -> SileroVadOptions:
-    """The model's defaults with the request's non-None overrides applied."""
-    overrides = {k: v for k, v in vars(params).items() if v is not None}
-    return defaults.model_copy(update=overrides)
+    """The model's defaults with the request's overrides applied (``VadParams.overrides``)."""
+    return defaults.model_copy(update=params.overrides())

@@ -7,7 +7,7 @@ plain dataclasses holding numpy arrays, never as base64 or pickled tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -30,6 +30,20 @@ class VadParams:
     min_silence_duration_ms: Millis | None = None
     speech_pad_ms: Millis | None = None
     max_speech_duration_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    def __post_init__(self) -> None:
+        both = self.neg_threshold is not None and self.threshold is not None
+        if both and self.neg_threshold > self.threshold:  # type: ignore[operator]
+            raise ValueError("neg_threshold must not be above threshold")
+
+    def overrides(self) -> dict[str, Any]:
+        """The values set here, to apply over other settings. A threshold set without its
+        ``neg_threshold`` resets that one too, to the library's default below the new
+        threshold: a ``neg_threshold`` chosen for another threshold may be above it."""
+        values = {name: value for name, value in vars(self).items() if value is not None}
+        if "threshold" in values:
+            values.setdefault("neg_threshold", None)
+        return values
 
 
 @dataclass(frozen=True)

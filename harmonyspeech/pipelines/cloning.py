@@ -62,8 +62,7 @@ def use_cloned_voice(
         able = [p.name for p in catalog if (s := p.stage("convert")) and s.model == made_by]
         reason = "cannot speak cloned voices" if stage is None else "cannot speak this voice"
         raise InvalidRequestError(
-            f"model {pipeline.name!r} {reason}; use one of: "
-            f"{', '.join(able) or 'none configured'}",
+            f"model {pipeline.name!r} {reason}; use one of: {', '.join(able) or 'none configured'}",
             param="model",
         )
     speech = ctx.require_speech()

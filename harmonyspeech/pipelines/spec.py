@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from harmonyspeech.config import (
     EngineConfig,
+    ModelConfig,
     ModelConfigBase,
     format_validation_errors,
     load_config,
@@ -153,25 +154,43 @@ def load_checked_config(path: str) -> EngineConfig:
 
 def _stage_problems(config: EngineConfig) -> Iterator[tuple[str, str]]:
     known_kinds = sorted({kind for info in FAMILIES.values() for kind in info.tasks})
-    families = {m.name: m.family for m in config.models}
+    models = {m.name: m for m in config.models}
     for i, pipeline in enumerate(config.pipelines):
         for j, stage in enumerate(pipeline.stages):
             path = f"pipelines[{i}].stages[{j}]"
             if stage.kind not in known_kinds:
                 yield f"{path}.kind", f"unknown stage kind {stage.kind!r}; known: {known_kinds}"
                 continue
-            family = families.get(stage.model)
-            if family is not None and stage.kind not in FAMILIES[family].tasks:
+            model = models.get(stage.model)
+            if model is not None and stage.kind not in FAMILIES[model.family].tasks:
                 yield (
                     f"{path}.model",
-                    f"model {stage.model!r} (family {family}) cannot run a {stage.kind!r} stage",
+                    f"model {stage.model!r} (family {model.family}) cannot run a "
+                    f"{stage.kind!r} stage",
                 )
-            yield from _option_problems(f"{path}.options", stage.kind, stage.options)
+                continue
+            problems = list(_option_problems(f"{path}.options", stage.kind, stage.options))
+            yield from problems
+            if model is not None and not problems:
+                yield from _model_problems(f"{path}.options", stage.kind, stage.options, model)
         yield from _order_problems(i, [stage.kind for stage in pipeline.stages])
 
 
+def _model_problems(
+    path: str, kind: str, options: dict[str, Any], model: ModelConfig
+) -> Iterator[tuple[str, str]]:
+    """A stage's options against its model's: a stage kind that depends on them says so with a
+    ``model_problems(options, model)`` method."""
+    from harmonyspeech.pipelines.stages import STAGES  # stages depend on this module
+
+    check = getattr(STAGES[kind], "model_problems", None)
+    for message in check(options, model) if check else ():
+        yield path, message
+
+
 def _order_problems(index: int, kinds: list[str]) -> Iterator[tuple[str, str]]:
-    """Item stages (e.g. ``validate``) need an item source (``synthesize``) before them."""
+    """An item source (``synthesize``) comes first; item stages (e.g. ``validate``) need one
+    before them."""
     from harmonyspeech.pipelines.stages import STAGES, ItemSource
 
     source_seen = False
@@ -183,6 +202,12 @@ def _order_problems(index: int, kinds: list[str]) -> Iterator[tuple[str, str]]:
             yield (
                 f"pipelines[{index}].stages[{j}].kind",
                 f"a {kind!r} stage needs a 'synthesize' stage before it",
+            )
+        if isinstance(stage, ItemSource) and j > 0:
+            # It takes the request's text: a stage before it would have no input to work on.
+            yield (
+                f"pipelines[{index}].stages[{j}].kind",
+                f"a {kind!r} stage must come first in its pipeline",
             )
         if source_seen and not hasattr(stage, "process"):
             yield (

@@ -110,6 +110,19 @@ class VadStage:
     def check_options(self, options: Mapping[str, Any]) -> None:
         VadParams(**options)  # raises a ValueError naming each bad option
 
+    def model_problems(self, options: Mapping[str, Any], model: Any) -> list[str]:
+        """The options over the model's own: a ``neg_threshold`` above the threshold would
+        make every request a 400 naming a field its client never sent."""
+        from harmonyspeech.models.silero_vad import effective_options
+
+        merged = effective_options(model.options, VadParams(**options))
+        if merged.neg_threshold is not None and merged.neg_threshold > merged.threshold:
+            return [
+                f"neg_threshold ({merged.neg_threshold}) is above the threshold "
+                f"({merged.threshold}) once applied over model {model.name!r}'s options"
+            ]
+        return []
+
     async def run(self, spec: StageSpec, ctx: PipelineContext, client: ModelClient) -> None:
         audio = ctx.require_audio()
         request = VadRequest(audio.samples, audio.sample_rate, _vad_params(spec, ctx))
@@ -117,8 +130,7 @@ class VadStage:
 
 
 def _vad_params(spec: StageSpec, ctx: PipelineContext) -> VadParams:
-    overrides = {k: v for k, v in vars(ctx.vad_params).items() if v is not None}
-    return dataclasses.replace(VadParams(**spec.options), **overrides)
+    return dataclasses.replace(VadParams(**spec.options), **ctx.vad_params.overrides())
 
 
 class TranscribeOptions(BaseModel):
@@ -126,7 +138,7 @@ class TranscribeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    windows_in_flight: int = Field(32, ge=1)
+    windows_in_flight: int = Field(32, ge=1, strict=True)
     """Most windows of one request queued or running at a time (and never more than the
     model's ``batching.max_queue``); the next is sent as the earliest comes back. A long
     recording (an hour is over 120 windows) then neither fills the model's queue by itself
@@ -333,6 +345,18 @@ class ConvertStage:
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         ConvertOptions(**options)  # raises a ValidationError naming each bad option
+
+    def model_problems(self, options: Mapping[str, Any], model: Any) -> list[str]:
+        """The base speaker must be one whose tone colour the converter loads, or every
+        cloned-voice request would be a 400."""
+        base = ConvertOptions(**options).base_speaker
+        loaded = model.options.base_speakers
+        if base not in loaded:
+            return [
+                f"base_speaker {base!r} is not in options.base_speakers of model "
+                f"{model.name!r} ({', '.join(loaded)})"
+            ]
+        return []
 
     def applies(self, ctx: PipelineContext) -> bool:
         """Whether the request uses this stage at all: only cloned voices are converted."""

@@ -15,7 +15,9 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harmonyspeech.pipelines.transcripts import LANGUAGE_NAMES
 
 _NOT_WORD = re.compile(r"[^\w\s']|_")
 _SPACES = re.compile(r"\s+")
@@ -40,6 +42,15 @@ class ValidationOptions(BaseModel):
     max_retries: int = Field(
         2, ge=0, le=10, description="Extra synthesis attempts per sentence that fails the check."
     )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        # Checked with the config: a bad code made every speech request a 400 that blamed
+        # the client's `language`, a field it never sent.
+        if value not in LANGUAGE_NAMES:
+            raise ValueError(f"{value!r} is not a Whisper language code (such as 'en' or 'de')")
+        return value
 
     @property
     def metric(self) -> str:

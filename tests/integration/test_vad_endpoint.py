@@ -118,6 +118,8 @@ def test_audio_over_the_duration_limit_is_413(served, client: httpx.Client) -> N
         ({"threshold": "nan"}, "threshold"),
         ({"speech_pad_ms": "-3"}, "speech_pad_ms"),
         ({"max_speech_duration_s": "inf"}, "max_speech_duration_s"),
+        ({"threshold": "0.3", "neg_threshold": "0.8"}, "neg_threshold"),
+        ({"neg_threshold": "0.8"}, "neg_threshold"),  # above the model's threshold (0.5)
     ],
 )
 def test_bad_options_are_400(client: httpx.Client, form: dict, param: str) -> None:

@@ -470,3 +470,77 @@ async def test_a_cloned_voice_is_spoken_only_through_the_converter_that_made_it(
     assert ctx.target_voice is not None
     with pytest.raises(InvalidRequestError, match=r"cannot speak this voice; use one of: tts$"):
         await runtime.speech_context(runtime.catalog.resolve("tts-b"), speech, timeout_s=10)
+
+
+def catalog_problems(config: dict) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        build_catalog(load_config(config))
+    return info.value.problems
+
+
+def test_stage_options_are_checked_against_their_models_options() -> None:
+    # Each of these passed the config check, then made every request a 400 that blamed a
+    # field its client never sent.
+    vad_model = {"name": "silero", "family": "silero-vad", "options": {"threshold": 0.5}}
+    vad_stage = {"kind": "vad", "model": "silero", "options": {"neg_threshold": 0.6}}
+    vad = {"models": [vad_model], "pipelines": [{"name": "v", "stages": [vad_stage]}]}
+    [(where, message)] = catalog_problems(vad)
+    assert where == "pipelines[0].stages[0].options"
+    assert "neg_threshold (0.6) is above the threshold (0.5)" in message
+    # A stage threshold alone brings its own neg_threshold, below it.
+    vad_model["options"] = {"threshold": 0.5, "neg_threshold": 0.4}
+    vad_stage["options"] = {"threshold": 0.3}
+    build_catalog(load_config(vad))
+
+    cloning = {**CLONING, "pipelines": [dict(CLONING["pipelines"][0])]}
+    convert = {"kind": "convert", "model": "openvoice", "options": {"base_speaker": "FR"}}
+    cloning["pipelines"][0]["stages"] = [{"kind": "synthesize", "model": "melo"}, convert]
+    [(where, message)] = catalog_problems(cloning)
+    assert where == "pipelines[0].stages[1].options"
+    assert "base_speaker 'FR' is not in options.base_speakers of model 'openvoice'" in message
+
+    validated = {
+        "models": [
+            {"name": "melo", "family": "melotts"},
+            {"name": "whisper", "family": "faster-whisper"},
+        ],
+        "pipelines": [
+            {
+                "name": "checked",
+                "stages": [
+                    {"kind": "synthesize", "model": "melo"},
+                    {"kind": "validate", "model": "whisper", "options": {"language": "EN"}},
+                ],
+            }
+        ],
+    }
+    [(where, message)] = catalog_problems(validated)
+    assert where.startswith("pipelines[0].stages[1].options")
+    assert "'EN' is not a Whisper language code" in message
+
+
+def test_aliases_and_stage_order_that_cannot_work_are_refused() -> None:
+    def pipeline(**fields: Any) -> dict:
+        return {"models": CONFIG["models"], "pipelines": [{"name": "vad", **fields}]}
+
+    stages = [{"kind": "vad", "model": "silero"}]
+    # /v1/models listed such an id twice; "instance:..." is a model-instance card's id.
+    [(where, message)] = problems(pipeline(aliases=["vad"], stages=stages))
+    assert (where, message) == ("pipelines[0].aliases[0]", "'vad' already names this pipeline")
+    assert problems(pipeline(aliases=["v", "v"], stages=stages))[0][0] == "pipelines[0].aliases[1]"
+    [(where, message)] = problems(pipeline(aliases=["instance:silero"], stages=stages))
+    assert where == "pipelines[0].aliases[0]" and message.startswith("must match")
+    speech_after_vad = {
+        "models": [*CONFIG["models"], {"name": "melo", "family": "melotts"}],
+        "pipelines": [
+            {"name": "odd", "stages": [*stages, {"kind": "synthesize", "model": "melo"}]}
+        ],
+    }
+    [(where, message)] = catalog_problems(speech_after_vad)
+    assert where == "pipelines[0].stages[1].kind" and "must come first" in message
+
+
+def problems(config: dict) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    return info.value.problems

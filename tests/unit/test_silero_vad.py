@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from harmonyspeech.audio import resample
 from harmonyspeech.config import SileroVadModelConfig, SileroVadOptions
@@ -96,15 +97,25 @@ def test_empty_and_multichannel_items_fail_alone(adapter: SileroVadAdapter) -> N
 
 def test_a_neg_threshold_above_the_threshold_fails_alone(adapter: SileroVadAdapter) -> None:
     audio = clip("short")
-    inverted, equal, alone = adapter.infer_batch(
+    equal, above_the_model = adapter.infer_batch(
         [
-            VadRequest(audio, 16000, VadParams(threshold=0.3, neg_threshold=0.8)),
             VadRequest(audio, 16000, VadParams(threshold=0.5, neg_threshold=0.5)),
             # Against the model's threshold (0.5) when the request sets only neg_threshold.
             VadRequest(audio, 16000, VadParams(neg_threshold=0.6)),
         ]
     )
-    assert isinstance(inverted, InvalidRequestError) and inverted.param == "neg_threshold"
-    assert "must not be above threshold (0.3)" in inverted.message
     assert equal.segments
-    assert isinstance(alone, InvalidRequestError) and "threshold (0.5)" in alone.message
+    assert isinstance(above_the_model, InvalidRequestError)
+    assert above_the_model.param == "neg_threshold"
+    assert "must not be above threshold (0.5)" in above_the_model.message
+    with pytest.raises(ValidationError, match="neg_threshold must not be above threshold"):
+        VadParams(threshold=0.3, neg_threshold=0.8)
+
+
+def test_a_threshold_set_alone_brings_its_own_neg_threshold() -> None:
+    # A neg_threshold chosen for the model's threshold may be above the request's.
+    defaults = SileroVadOptions(threshold=0.5, neg_threshold=0.3)
+    merged = effective_options(defaults, VadParams(threshold=0.2))
+    assert (merged.threshold, merged.neg_threshold) == (0.2, None)
+    kept = effective_options(defaults, VadParams(speech_pad_ms=10))
+    assert (kept.threshold, kept.neg_threshold) == (0.5, 0.3)
