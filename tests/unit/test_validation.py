@@ -236,3 +236,12 @@ def test_validate_runs_on_a_whisper_model_only_with_valid_options() -> None:
     data["pipelines"][0]["stages"][1]["model"] = "melo"
     with pytest.raises(ConfigError, match="cannot run a 'validate' stage"):
         build_catalog(load_config(data))
+
+
+def test_a_language_whisper_does_not_know_fails_the_config_check() -> None:
+    # It passed, then every speech request was a 400 naming `language`, which it never sent.
+    with pytest.raises(ConfigError) as info:
+        build_catalog(load_config(config(language="EN")))
+    [(where, message)] = info.value.problems
+    assert where.startswith("pipelines[0].stages[1].options")
+    assert "'EN' is not a Whisper language code" in message
