@@ -14,11 +14,11 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
-from harmonyspeech.errors import InternalError
+from harmonyspeech.errors import InternalError, InvalidRequestError
 from harmonyspeech.models.types import (
     ConversionRequest,
     ToneColorRequest,
@@ -130,7 +130,20 @@ class VadStage:
 
 
 def _vad_params(spec: StageSpec, ctx: PipelineContext) -> VadParams:
-    return dataclasses.replace(VadParams(**spec.options), **ctx.vad_params.overrides())
+    """The stage's options with the request's over them.
+
+    Raises:
+        InvalidRequestError: The request's ``neg_threshold`` is above the stage's threshold.
+    """
+    stage = VadParams(**spec.options)
+    try:
+        return dataclasses.replace(stage, **ctx.vad_params.overrides())
+    except ValidationError:  # each value was valid alone: only their order can be wrong
+        raise InvalidRequestError(
+            f"neg_threshold ({ctx.vad_params.neg_threshold}) must not be above the "
+            f"threshold ({stage.threshold})",
+            param="neg_threshold",
+        ) from None
 
 
 class TranscribeOptions(BaseModel):

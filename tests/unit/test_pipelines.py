@@ -24,6 +24,7 @@ from harmonyspeech.errors import (
 from harmonyspeech.models.types import (
     SynthesisRequest,
     TranscribedSegment,
+    VadParams,
     VadRequest,
     VadResult,
     WindowTranscript,
@@ -525,3 +526,15 @@ def problems(config: dict) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as info:
         load_config(config)
     return info.value.problems
+
+
+async def test_a_request_neg_threshold_above_the_stages_threshold_is_the_clients_mistake() -> None:
+    stage = {"kind": "vad", "model": "silero", "options": {"threshold": 0.3}}
+    config = {"models": CONFIG["models"], "pipelines": [{"name": "v", "stages": [stage]}]}
+    pipeline = build_catalog(load_config(config)).resolve("v")
+    ctx = context()
+    ctx.vad_params = VadParams(neg_threshold=0.6)
+    client = ScriptedClient(VadResult(duration=0.1, segments=()))
+    with pytest.raises(InvalidRequestError, match=r"above the threshold \(0\.3\)") as info:
+        await PipelineRunner({"silero": client}).run(pipeline, ctx)
+    assert info.value.param == "neg_threshold" and not client.calls
