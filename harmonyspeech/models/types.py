@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from harmonyspeech.audio import Audio
+from harmonyspeech.errors import InvalidRequestError
 
 Probability = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 Millis = Annotated[int, Field(ge=0, le=60_000)]
@@ -44,6 +45,23 @@ class VadParams:
         if "threshold" in values:
             values.setdefault("neg_threshold", None)
         return values
+
+
+def vad_params(**values: Any) -> VadParams:
+    """``VadParams`` from values each already checked alone (form fields; a stage's options
+    with a request's over them), so that only their order can still be wrong.
+
+    Raises:
+        InvalidRequestError: ``neg_threshold`` above ``threshold`` (400).
+    """
+    try:
+        return VadParams(**values)
+    except ValidationError:
+        raise InvalidRequestError(
+            f"neg_threshold ({values.get('neg_threshold')}) must not be above the threshold "
+            f"({values.get('threshold')})",
+            param="neg_threshold",
+        ) from None
 
 
 @dataclass(frozen=True)

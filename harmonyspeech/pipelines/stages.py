@@ -14,11 +14,11 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harmonyspeech.audio import Audio, resample
 from harmonyspeech.engine.client import ModelClient
-from harmonyspeech.errors import InternalError, InvalidRequestError
+from harmonyspeech.errors import InternalError
 from harmonyspeech.models.types import (
     ConversionRequest,
     ToneColorRequest,
@@ -27,6 +27,7 @@ from harmonyspeech.models.types import (
     VadParams,
     VadRequest,
     WindowTranscript,
+    vad_params,
 )
 from harmonyspeech.pipelines.cloning import ConvertOptions, speech_only
 from harmonyspeech.pipelines.context import PipelineContext
@@ -135,15 +136,7 @@ def _vad_params(spec: StageSpec, ctx: PipelineContext) -> VadParams:
     Raises:
         InvalidRequestError: The request's ``neg_threshold`` is above the stage's threshold.
     """
-    stage = VadParams(**spec.options)
-    try:
-        return dataclasses.replace(stage, **ctx.vad_params.overrides())
-    except ValidationError:  # each value was valid alone: only their order can be wrong
-        raise InvalidRequestError(
-            f"neg_threshold ({ctx.vad_params.neg_threshold}) must not be above the "
-            f"threshold ({stage.threshold})",
-            param="neg_threshold",
-        ) from None
+    return vad_params(**{**spec.options, **ctx.vad_params.overrides()})
 
 
 class TranscribeOptions(BaseModel):

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from pydantic import ValidationError
 
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.protocol import SegmentOut, VadResponse
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
-from harmonyspeech.errors import InvalidRequestError
-from harmonyspeech.models.types import VadParams
+from harmonyspeech.models.types import vad_params
 from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
 
@@ -38,20 +36,14 @@ async def detect_speech(
     max_speech_duration_s: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
 ) -> VadResponse:
     pipeline = runtime.catalog.select(model, produces="segments")
-    try:
-        params = VadParams(
-            threshold=threshold,
-            neg_threshold=neg_threshold,
-            min_speech_duration_ms=min_speech_duration_ms,
-            min_silence_duration_ms=min_silence_duration_ms,
-            speech_pad_ms=speech_pad_ms,
-            max_speech_duration_s=max_speech_duration_s,
-        )
-    except ValidationError:  # each field was checked alone: their order is what is wrong
-        raise InvalidRequestError(
-            f"neg_threshold ({neg_threshold}) must not be above threshold ({threshold})",
-            param="neg_threshold",
-        ) from None
+    params = vad_params(
+        threshold=threshold,
+        neg_threshold=neg_threshold,
+        min_speech_duration_ms=min_speech_duration_ms,
+        min_silence_duration_ms=min_silence_duration_ms,
+        speech_pad_ms=speech_pad_ms,
+        max_speech_duration_s=max_speech_duration_s,
+    )
     limits = runtime.config.server.limits
     audio = await read_audio(file, limits, sample_rate=VAD_DECODE_RATE)
     await charge_audio_seconds(audio.duration)
