@@ -147,7 +147,9 @@ async def test_lines_refused_by_a_full_queue_wait_their_turn(
         summary = await run_batch(engine.runtime, lines, tmp_path, options)
         stats = engine.workers["melo-en"].stats.snapshot()
     assert (summary.done, summary.failed) == (6, 0)
-    assert stats["items"] == 18 and stats["max_queue_depth"] <= 4
+    # Each of the 18 sentences ran; one of a refused line may have been running already when
+    # its line was refused, and runs again when the line is tried again.
+    assert stats["items"] >= 18 and stats["max_queue_depth"] <= 4
     assert stats["cancelled"] > 0, "no line was refused: the test did not fill the queue"
 
 
