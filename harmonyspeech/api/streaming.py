@@ -1,4 +1,4 @@
-"""Streaming responses that fail properly before their first byte."""
+"""Streaming responses that fail properly before their first byte, and break off after it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,33 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class StreamBrokenOff(Exception):
+    """Raised inside a started response's body to break its connection off.
+
+    With the headers out, a broken connection is the only way left to tell a client that the body
+    is incomplete (a short but well-formed audio file would pass for a success). Whoever raises
+    it has logged why, in one line: servers need not log it again (``broke_a_stream``).
+    """
+
+
+def broke_a_stream(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or wraps, a ``StreamBrokenOff``: frameworks may re-raise it as the
+    cause or context of their own exception, or inside an exception group."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, StreamBrokenOff):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend([current.__cause__, current.__context__])
+    return False
 
 
 async def started(stream: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -13,6 +13,7 @@ from ray.serve.handle import DeploymentHandle
 
 from harmonyspeech.api.app import create_app
 from harmonyspeech.api.middleware import Lifecycle
+from harmonyspeech.api.streaming import broke_a_stream
 from harmonyspeech.config import EngineConfig, ModelConfig
 from harmonyspeech.engine.client import worker_status
 from harmonyspeech.engine.items import Priority
@@ -101,11 +102,27 @@ class ModelServer:
         self.worker.stop(timeout=5)
 
 
+class StreamsBrokenOffLoggedOnce(logging.Filter):
+    """Drops Serve's traceback of a stream the app broke off on purpose.
+
+    Serve logs every exception that leaves a replica with its traceback ("Request failed."); a
+    speech stream broken off after its start (its deadline passed, a model failed) was already
+    logged by the app in one line, and is no fault of the server's.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and broke_a_stream(record.exc_info[1]))
+
+
+_QUIET_BROKEN_STREAMS = StreamsBrokenOffLoggedOnce()
+
+
 class Ingress:
     """The HTTP front: the FastAPI app over clients of every model deployment."""
 
     def __init__(self, config: EngineConfig, models: dict[str, DeploymentHandle]):
         use_ray()
+        logging.getLogger("ray.serve").addFilter(_QUIET_BROKEN_STREAMS)
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
         self.lifecycle = Lifecycle()

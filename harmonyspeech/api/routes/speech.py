@@ -22,7 +22,7 @@ from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.metrics import record_validation
 from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.api.ratelimit import charge_audio_seconds
-from harmonyspeech.api.streaming import started
+from harmonyspeech.api.streaming import StreamBrokenOff, started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
 from harmonyspeech.errors import HarmonySpeechError
 from harmonyspeech.pipelines.context import PipelineContext
@@ -118,10 +118,8 @@ async def _audio_bytes(items: AsyncIterator[SpeechItem], fmt: str) -> AsyncItera
             if chunk:
                 yield chunk
     except HarmonySpeechError as exc:
-        # Headers are out; breaking the connection is the only way to tell the client that the
-        # audio is incomplete (a short but well-formed file would pass for a success).
         logger.warning("speech stream broken off after its start: %s", exc.message)
-        raise
+        raise StreamBrokenOff(exc.message) from exc
 
 
 async def _sse_events(items: RecordedItems, fmt: str, text: str) -> AsyncIterator[bytes]:
