@@ -93,7 +93,7 @@ def test_verbose_json_with_word_timestamps(openai_client) -> None:
 
 def test_streaming_sends_deltas_then_done(openai_client) -> None:
     stream = openai_client.audio.transcriptions.create(
-        model="whisper-1", file=upload(), stream=True
+        model="gpt-4o-transcribe", file=upload(), stream=True
     )
     events = list(stream)
     assert [e.type for e in events][-1] == "transcript.text.done"
