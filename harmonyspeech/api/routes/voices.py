@@ -38,31 +38,40 @@ Runtime = Annotated[EngineRuntime, Depends(get_runtime)]
 @router.get("/v1/audio/voices")
 async def list_voices(runtime: Runtime, model: str | None = None) -> dict[str, Any]:
     """Voices of every speech pipeline (or of ``model``): speakers and configured aliases."""
-    pipelines = (
-        [runtime.catalog.resolve(model, produces="speech")]
-        if model
-        else [p for p in runtime.catalog if p.produces == "speech"]
-    )
+    pipelines = _speech_pipelines(runtime, model)
     voices = await builtin_voices(runtime, pipelines)
     names = {p.name for p in pipelines}
     for record in await asyncio.to_thread(runtime.voices.list):
         entry = voice_out(runtime, record)
         entry["models"] = [name for name in entry["models"] if name in names]
         if entry["models"] or model is None:
-            voices[record.id] = entry
-    return {"voices": list(voices.values())}
+            voices.append(entry)
+    return {"voices": voices}
+
+
+def _speech_pipelines(runtime: EngineRuntime, model: str | None = None) -> list[PipelineSpec]:
+    """The speech pipeline ``model`` names (a 404 if none), or every speech pipeline."""
+    if model:
+        return [runtime.catalog.resolve(model, produces="speech")]
+    return [p for p in runtime.catalog if p.produces == "speech"]
 
 
 async def builtin_voices(
     runtime: EngineRuntime, pipelines: list[PipelineSpec]
-) -> dict[str, dict[str, Any]]:
-    """The built-in voices of ``pipelines`` by id, each with the pipelines that have it."""
-    voices: dict[str, dict[str, Any]] = {}
+) -> list[dict[str, Any]]:
+    """The built-in voices of ``pipelines``, each with the pipelines that have it.
+
+    A voice name that two pipelines speak alike (same speaker and language) is one entry; one
+    they speak differently (a name their synthesizers map to different speakers) is one entry
+    per way, so that every entry tells the truth about the pipelines it lists.
+    """
+    voices: dict[tuple[Any, ...], dict[str, Any]] = {}
     for pipeline in pipelines:
         for voice in await speech_voices(runtime, pipeline.name):
-            entry = voices.setdefault(voice["id"], {**voice, "type": "builtin", "models": []})
+            key = (voice["id"], voice["speaker"], voice["language"])
+            entry = voices.setdefault(key, {**voice, "type": "builtin", "models": []})
             entry["models"].append(pipeline.name)
-    return voices
+    return list(voices.values())
 
 
 CLONE_DECODE_RATE = 22050
@@ -98,13 +107,14 @@ async def create_voice(
 
 
 @router.get("/v1/audio/voices/{voice_id}")
-async def get_voice(runtime: Runtime, voice_id: str) -> dict[str, Any]:
-    """One voice: a cloned voice's record, or a built-in voice's entry."""
+async def get_voice(runtime: Runtime, voice_id: str, model: str | None = None) -> dict[str, Any]:
+    """One voice: a cloned voice's record, or a built-in voice's entry (as ``model`` speaks it;
+    by default as the first speech pipeline that has it does)."""
     if is_voice_id(voice_id):
         stored = await asyncio.to_thread(runtime.voices.get, voice_id)
         return voice_out(runtime, stored.record)
-    speech = [p for p in runtime.catalog if p.produces == "speech"]
-    entry = (await builtin_voices(runtime, speech)).get(voice_id)
+    entries = await builtin_voices(runtime, _speech_pipelines(runtime, model))
+    entry = next((e for e in entries if e["id"] == voice_id), None)
     if entry is None:
         raise NotFoundError(f"no voice {voice_id!r}", param="voice_id")
     return entry
@@ -139,8 +149,7 @@ async def _refuse_builtin(runtime: EngineRuntime, voice_id: str, only_cloned: st
     """
     if is_voice_id(voice_id):
         return
-    speech = [p for p in runtime.catalog if p.produces == "speech"]
-    if voice_id in await builtin_voices(runtime, speech):
+    if any(e["id"] == voice_id for e in await builtin_voices(runtime, _speech_pipelines(runtime))):
         raise InvalidRequestError(
             f"{voice_id!r} is a built-in voice; only cloned voices (POST /v1/audio/voices) "
             f"{only_cloned}",
