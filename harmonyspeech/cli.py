@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from harmonyspeech import __version__
-from harmonyspeech.config import load_config
+from harmonyspeech.config import EngineConfig, load_config
 from harmonyspeech.errors import ConfigError, HarmonySpeechError
 from harmonyspeech.pipelines.spec import load_checked_config
 
@@ -105,7 +106,31 @@ def _hash_key(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     config = load_checked_config(args.file)
     print(f"{args.file}: OK ({len(config.models)} model(s), {len(config.pipelines)} pipeline(s))")
+    warning = _exposure_warning(config)
+    if warning:
+        print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _exposure_warning(config: EngineConfig) -> str | None:
+    """Why serving this config may be refused for want of API keys, or None.
+
+    Keys may come from the environment where the app runs, so this is no error here, but a
+    config that only starts given them should say so before it is deployed.
+    """
+    from harmonyspeech.api.auth import is_loopback
+
+    server = config.server
+    auth = server.auth
+    keys_in_config = auth.api_key_hashes or auth.api_keys_file
+    if is_loopback(server.host) or auth.allow_insecure_no_auth or keys_in_config:
+        return None
+    if os.environ.get(auth.api_keys_env, "").strip():
+        return None
+    return (
+        f"server.host {server.host} is not loopback and the config holds no API keys: serving "
+        f"it is refused unless {auth.api_keys_env} holds keys where it runs"
+    )
 
 
 def _build_serve_config(args: argparse.Namespace) -> int:

@@ -198,6 +198,31 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "models[2].batching.max_batch_size: must be >= 1" in capsys.readouterr().err
 
 
+def test_check_config_warns_of_a_public_host_without_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve and serve deploy refuse it unless keys come from the environment where they run.
+    monkeypatch.delenv("HARMONYSPEECH_API_KEYS", raising=False)
+    config = tmp_path / "public.yaml"
+    models = "models:\n  - {name: a, family: silero-vad}\n"
+    pipelines = "pipelines:\n  - {name: p, stages: [{kind: vad, model: a}]}\n"
+    config.write_text("server: {host: 0.0.0.0}\n" + models + pipelines)
+    assert main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: server.host 0.0.0.0 is not loopback" in err
+    assert "HARMONYSPEECH_API_KEYS" in err
+
+    monkeypatch.setenv("HARMONYSPEECH_API_KEYS", "sk-test-0123456789")
+    assert main(["check-config", str(config)]) == 0
+    assert capsys.readouterr().err == ""
+
+    monkeypatch.delenv("HARMONYSPEECH_API_KEYS")
+    overridden = "server: {host: 0.0.0.0, auth: {allow_insecure_no_auth: true}}\n"
+    config.write_text(overridden + models + pipelines)
+    assert main(["check-config", str(config)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_check_config_validates_stage_kinds(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "stages.yaml"
     bad.write_text(
