@@ -21,16 +21,23 @@ AUDIO_UPLOAD_OPENAPI: dict[str, Any] = {
 them as opaque bytes, so clients and fuzzers cannot tell what belongs there)."""
 
 
-async def read_audio(file: UploadFile, limits: LimitsConfig, *, sample_rate: int) -> Audio:
+async def read_audio(
+    file: UploadFile, limits: LimitsConfig, *, sample_rate: int, max_seconds: float | None = None
+) -> Audio:
     """Decode an upload to mono float32 at ``sample_rate``.
+
+    Args:
+        max_seconds: Longest accepted duration, when less than ``limits.max_audio_seconds`` (what
+            is left of it for one of several files): decoding stops as soon as it is exceeded.
 
     Raises:
         InvalidRequestError: Empty, truncated or non-audio upload, or samples that are NaN or
             infinite (400).
-        PayloadTooLargeError: Longer than ``limits.max_audio_seconds`` (413).
+        PayloadTooLargeError: Longer than the limit (413).
     """
     data = await file.read()
-    return await run_in_threadpool(_decode_finite, data, sample_rate, limits.max_audio_seconds)
+    limit = limits.max_audio_seconds if max_seconds is None else max_seconds
+    return await run_in_threadpool(_decode_finite, data, sample_rate, limit)
 
 
 def _decode_finite(data: bytes, sample_rate: int, max_seconds: float) -> Audio:

@@ -19,6 +19,7 @@ from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
 from harmonyspeech.audio import Audio
+from harmonyspeech.config import LimitsConfig
 from harmonyspeech.errors import (
     InternalError,
     InvalidRequestError,
@@ -78,6 +79,9 @@ CLONE_DECODE_RATE = 22050
 """References are decoded at the OpenVoice V2 converter's rate (VAD resamples for itself)."""
 REFERENCE_GAP_S = 0.5
 """Silence put between several reference files before they are embedded together."""
+MAX_REFERENCE_FILES = 16
+"""Most reference files one request may upload (a few recordings make a voice; many small files
+are only decoding work)."""
 Files = Annotated[list[UploadFile], File(description="One or more recordings of the voice.")]
 
 
@@ -176,23 +180,46 @@ async def _tone_color(
     runtime: EngineRuntime, pipeline: PipelineSpec, files: list[UploadFile]
 ) -> ToneColor:
     limits = runtime.config.server.limits
-    clips = [await read_audio(f, limits, sample_rate=CLONE_DECODE_RATE) for f in files]
-    gap = np.zeros(int(CLONE_DECODE_RATE * REFERENCE_GAP_S), dtype=np.float32)
-    joined = [part for clip in clips for part in (clip.samples, gap)][:-1]
-    audio = Audio(np.concatenate(joined), CLONE_DECODE_RATE)
-    if audio.duration > limits.max_audio_seconds:
-        # Each file was checked; together they must fit the same limit.
-        raise PayloadTooLargeError(
-            f"the references hold {audio.duration:.0f} s of audio together; the limit is "
-            f"{limits.max_audio_seconds:.0f} s",
-            param="file",
-        )
-    await charge_audio_seconds(sum(clip.duration for clip in clips))
+    audio = await decode_references(files, limits)
+    await charge_audio_seconds(audio.duration)
     ctx = PipelineContext.with_timeout(limits.audio_timeout_s(audio.duration), audio=audio)
     await runtime.runner.run(pipeline, ctx)
     if ctx.tone_color is None:
         raise InternalError(f"pipeline {pipeline.name!r} produced no tone colour")
     return ctx.tone_color
+
+
+async def decode_references(files: list[UploadFile], limits: LimitsConfig) -> Audio:
+    """The references decoded one after another, with a short gap between them, within the
+    duration limit together: each file is decoded with only what the earlier ones left of it,
+    so that small files of long silence cannot add up to more audio than one request may hold.
+
+    Raises:
+        InvalidRequestError: More than ``MAX_REFERENCE_FILES`` files, or one is not audio.
+        PayloadTooLargeError: Together they hold more than ``limits.max_audio_seconds``.
+    """
+    if len(files) > MAX_REFERENCE_FILES:
+        raise InvalidRequestError(
+            f"{len(files)} reference files; at most {MAX_REFERENCE_FILES} are taken", param="file"
+        )
+    gap = np.zeros(int(CLONE_DECODE_RATE * REFERENCE_GAP_S), dtype=np.float32)
+    parts: list[np.ndarray] = []
+    seconds = 0.0
+    for file in files:
+        left = limits.max_audio_seconds - seconds
+        try:
+            clip = await read_audio(file, limits, sample_rate=CLONE_DECODE_RATE, max_seconds=left)
+        except PayloadTooLargeError:
+            if not parts:
+                raise
+            raise PayloadTooLargeError(
+                f"the references hold more than {limits.max_audio_seconds:g} s of audio "
+                "together, the limit",
+                param="file",
+            ) from None
+        parts.extend([clip.samples, gap])
+        seconds += clip.duration + REFERENCE_GAP_S
+    return Audio(np.concatenate(parts[:-1]), CLONE_DECODE_RATE)
 
 
 def voice_out(runtime: EngineRuntime, record: VoiceRecord) -> dict[str, Any]:
