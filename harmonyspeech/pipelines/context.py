@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +76,18 @@ class PipelineContext:
         if left <= 0:
             raise DeadlineExceededError("request deadline exceeded")
         return left
+
+    def wait_s(self, work: asyncio.Future[Any]) -> float | None:
+        """How long to wait for ``work``: what is left before the deadline, or no time limit
+        when it is already done.
+
+        The deadline bounds the models' work, not the client's reading: a stream read at
+        playback pace outlasts it with all its audio computed, and must not break off for that.
+
+        Raises:
+            DeadlineExceededError: ``work`` is not done and the deadline has passed.
+        """
+        return None if work.done() else self.remaining_s()
 
     def item_priority(self, index: int) -> Priority:
         """Priority of a request's ``index``-th work item: a streamed interactive request's

@@ -94,7 +94,7 @@ class PipelineRunner:
         try:
             for task in tasks:
                 with _reported(pipeline, source_spec):
-                    item = await in_order(task, tasks, ctx.remaining_s())
+                    item = await in_order(task, tasks, ctx.wait_s(task))
                 # The first sentence is out: from now on no full queue may cut the request off.
                 ctx.admitted = True
                 meter.delivered(item)

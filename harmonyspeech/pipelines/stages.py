@@ -211,7 +211,7 @@ class TranscribeStage:
                 while sent < len(spans) and len(pending) < in_flight:
                     submit(sent, language)
                     sent += 1
-                window = await in_order(pending[0], pending, ctx.remaining_s())
+                window = await in_order(pending[0], pending, ctx.wait_s(pending[0]))
                 pending.pop(0)
                 # A window is done: refusing a later one now would throw its work away.
                 ctx.admitted = True

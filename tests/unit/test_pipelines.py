@@ -197,6 +197,24 @@ async def test_a_refused_later_sentence_fails_the_request_before_the_first_is_do
     assert sorted(client.cancelled) == ["one", "two"]
 
 
+async def test_a_stream_read_slower_than_its_deadline_delivers_audio_already_made() -> None:
+    # A player reads a stream at playback pace, which may outlast request_timeout_s; the
+    # deadline bounds the synthesis, which was done at once here. It used to break off.
+    config = {
+        "models": [{"name": "melo", "family": "melotts"}],
+        "pipelines": [{"name": "tts", "stages": [{"kind": "synthesize", "model": "melo"}]}],
+    }
+    pipeline = build_catalog(load_config(config)).resolve("tts")
+    client = ScriptedClient(Audio(np.zeros(480, np.float32), 24000))
+    text = " ".join(f"Part {name} {'goes on ' * 35}to its end." for name in ("one", "two", "three"))
+    ctx = PipelineContext.with_timeout(0.6, speech=SynthesisRequest(text=text, voice="EN-US"))
+    delivered = 0
+    async for _ in PipelineRunner({"melo": client}).stream(pipeline, ctx):
+        delivered += 1
+        await asyncio.sleep(0.4)
+    assert delivered == len(client.calls) == 3
+
+
 CLONING = {
     "models": [
         {"name": "melo", "family": "melotts"},
