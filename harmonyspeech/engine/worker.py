@@ -137,20 +137,26 @@ class ModelWorker:
             OverloadedError: The queue is full (and the work is not ``admitted``).
             ModelLoadError: The model failed to load.
         """
-        if self._state is WorkerState.FAILED:
-            raise ModelLoadError(f"model {self.name!r} is unavailable: {self._load_error}")
+        self._refuse_if_unavailable()  # before the cost, which may be work
         deadline = self._clock() + timeout_s if timeout_s is not None else None
         item = WorkItem(payload, self.adapter.cost(payload), priority, deadline)
         future: Future = Future()
         with self._cond:
-            if self._stopping:
-                raise ModelLoadError(f"model {self.name!r} is shutting down")
+            # Again under the lock: a load that failed meanwhile has failed what was queued
+            # and left no thread to run anything queued after it.
+            self._refuse_if_unavailable()
             self._scheduler.submit(item, admitted=admitted)
             self._futures[item.id] = future
             self._queue_changed()
             self._cond.notify()
         future.add_done_callback(lambda f, item_id=item.id: self._on_done(item_id, f))
         return future
+
+    def _refuse_if_unavailable(self) -> None:
+        if self._state is WorkerState.FAILED:
+            raise ModelLoadError(f"model {self.name!r} is unavailable: {self._load_error}")
+        if self._stopping:
+            raise ModelLoadError(f"model {self.name!r} is shutting down")
 
     async def infer(
         self,
@@ -203,6 +209,11 @@ class ModelWorker:
             return False
         logger.info("model %r loaded in %.2f s", self.name, time.perf_counter() - started)
         with self._cond:
+            if self._stopping:
+                # Stopped while it loaded: the worker stays stopped, not ready.
+                self._fail_all(ModelLoadError(f"model {self.name!r} is shutting down"))
+                self._cond.notify_all()
+                return False
             self._state = WorkerState.READY
             # A model nobody has called yet has a queue-depth series too (0, or what waits).
             self._queue_changed()

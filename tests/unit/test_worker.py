@@ -7,19 +7,22 @@ what is batched together is deterministic.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 
-from harmonyspeech.config import BatchingPolicy, SileroVadModelConfig
+from harmonyspeech.config import BatchingPolicy, FasterWhisperModelConfig, SileroVadModelConfig
 from harmonyspeech.engine.worker import ModelWorker, WorkerState
 from harmonyspeech.errors import (
     DeadlineExceededError,
     InternalError,
     InvalidRequestError,
+    ModelLoadError,
     OverloadedError,
 )
+from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.models.silero_vad import SileroVadAdapter
 from harmonyspeech.models.types import VadRequest
 from tests.unit.vad_clips import clip, regions
@@ -150,3 +153,42 @@ def test_lifecycle_states(worker) -> None:
     assert w.state is WorkerState.READY and w.alive()
     w.stop()
     assert w.state is WorkerState.STOPPED
+
+
+def test_work_submitted_as_the_load_fails_is_refused(tmp_path) -> None:
+    # The submission reads its deadline from the clock between its two availability checks:
+    # this clock lets the load fail right there. The item used to be queued on a worker whose
+    # thread had gone, and its request waited for its whole deadline.
+    config = FasterWhisperModelConfig(
+        name="whisper",
+        family="faster-whisper",
+        num_threads=1,
+        weights={"path": str(tmp_path / "missing")},
+    )
+    worker: ModelWorker
+
+    def clock() -> float:
+        worker.wait_ready(timeout=60)
+        return time.monotonic()
+
+    worker = ModelWorker(
+        create_adapter(config), BatchingPolicy(max_wait_ms=0), name="whisper", clock=clock
+    )
+    worker.start()
+    try:
+        with pytest.raises(ModelLoadError, match="unavailable"):
+            worker.submit(b"unused", timeout_s=10)
+        assert worker.state is WorkerState.FAILED
+    finally:
+        worker.stop()
+
+
+def test_a_worker_stopped_while_loading_never_becomes_ready() -> None:
+    w = make_worker()
+    w.start()
+    w.stop(timeout=0)  # the load goes on
+    assert w._thread is not None
+    w._thread.join(60)  # the load is over, and the thread with it
+    assert w.state is WorkerState.STOPPED and not w.wait_ready(timeout=0)
+    with pytest.raises(ModelLoadError, match="shutting down"):
+        w.submit(request("short"))
