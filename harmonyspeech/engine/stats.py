@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harmonyspeech.engine.items import WorkItem
 
+Outcome = Literal["failed", "rejected", "cancelled", "expired"]
+"""What became of an item that produced no result."""
+
 
 class WorkerStats:
-    """Batch statistics of one worker. Thread-safe: written by the inference thread, read by
-    the event loop."""
+    """Batch statistics of one worker. Thread-safe: written by the inference thread and the
+    event loop (cancellations), read by the event loop. Write through the methods."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -35,6 +38,14 @@ class WorkerStats:
             self.busy_s += seconds
             self._useful_cost += sum(costs)
             self._padded_cost += len(costs) * max(costs)
+
+    def count(self, outcome: Outcome, n: int = 1) -> None:
+        """Add ``n`` items to the counter ``outcome``, under the lock: the inference thread and
+        the event loop both count."""
+        if outcome not in get_args(Outcome):
+            raise ValueError(f"unknown outcome {outcome!r}")
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + n)
 
     def record_queue_depth(self, depth: int) -> None:
         with self._lock:

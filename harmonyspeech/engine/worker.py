@@ -179,7 +179,7 @@ class ModelWorker:
         if future.cancelled():
             with self._cond:
                 if self._scheduler.cancel(item_id) is not None:
-                    self.stats.cancelled += 1
+                    self.stats.count("cancelled")
                     self._queue_changed()
                 self._futures.pop(item_id, None)
 
@@ -238,7 +238,7 @@ class ModelWorker:
         expired = self._scheduler.expire()
         for item in expired:
             future = self._futures.pop(item.id)
-            self.stats.expired += 1
+            self.stats.count("expired")
             _resolve(future, DeadlineExceededError(f"model {self.name!r}: deadline passed"))
         if expired:
             self._queue_changed()
@@ -265,7 +265,7 @@ class ModelWorker:
 
     def _execute(self, batch: list[tuple[WorkItem, Future]]) -> None:
         live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
-        self.stats.cancelled += len(batch) - len(live)
+        self.stats.count("cancelled", len(batch) - len(live))
         if not live:
             return
         items = [item for item, _ in live]
@@ -277,9 +277,9 @@ class ModelWorker:
             if isinstance(result, Exception):
                 result = self._as_error(result)
                 if result.status_code < 500:
-                    self.stats.rejected += 1  # the request's mistake, not the model's
+                    self.stats.count("rejected")  # the request's mistake, not the model's
                 else:
-                    self.stats.failed += 1
+                    self.stats.count("failed")
             _resolve(future, result)
         # After the results are out: exporting metrics must not delay the batch's requests.
         metrics.BATCH_SIZE.record(len(items), model=self.name)

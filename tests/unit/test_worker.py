@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from harmonyspeech.config import BatchingPolicy, FasterWhisperModelConfig, SileroVadModelConfig
+from harmonyspeech.engine.stats import WorkerStats
 from harmonyspeech.engine.worker import ModelWorker, WorkerState
 from harmonyspeech.errors import (
     DeadlineExceededError,
@@ -192,3 +193,13 @@ def test_a_worker_stopped_while_loading_never_becomes_ready() -> None:
     assert w.state is WorkerState.STOPPED and not w.wait_ready(timeout=0)
     with pytest.raises(ModelLoadError, match="shutting down"):
         w.submit(request("short"))
+
+
+def test_outcomes_are_counted_by_name() -> None:
+    stats = WorkerStats()
+    stats.count("cancelled", 3)
+    stats.count("failed")
+    snapshot = stats.snapshot()
+    assert (snapshot["cancelled"], snapshot["failed"], snapshot["expired"]) == (3, 1, 0)
+    with pytest.raises(ValueError, match="unknown outcome"):
+        stats.count("lost")  # type: ignore[arg-type]
