@@ -161,6 +161,8 @@ async def open_runtime(
     engine = LocalEngine(load_checked_config(str(args.config)))
     await asyncio.to_thread(engine.start, timeout=args.ready_timeout_s)
     try:
+        # A model that failed to load here never recovers: stop now rather than fail every line.
+        await wait_ready(engine.runtime, args.ready_timeout_s, models_used(engine.runtime, lines))
         yield engine.runtime
     finally:
         await asyncio.to_thread(engine.stop)

@@ -181,6 +181,27 @@ async def test_a_job_waits_only_for_the_models_its_lines_use_and_not_for_a_faile
         engine.stop()
 
 
+def test_a_local_job_whose_lines_need_a_model_that_failed_to_load_stops_at_once(
+    tmp_path: Path, tiny_weights: TinyWeights, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to try each line six times over 31 s of backoff, a failure record each.
+    data = served_config_data(tiny_weights)
+    for model in data["models"]:
+        if model["family"] == "faster-whisper":
+            model["weights"] = {"path": str(tmp_path / "no-such-whisper")}
+    config = write_config(tmp_path / "engine.yaml", data)
+    source, out = tmp_path / "in.jsonl", tmp_path / "out"
+    line = {"input": "Hi.", "voice": "alloy", "model": "tts-validated"}
+    source.write_text("\n".join(json.dumps({**line, "id": f"l{n}"}) for n in range(3)) + "\n")
+    command = ["batch", "run", str(source), "--out", str(out), "--config", str(config)]
+    started = time.monotonic()
+    assert main([*command, "--no-progress"]) == 1
+    assert time.monotonic() - started < 60
+    error = capsys.readouterr().err
+    assert "a model the batch needs failed to load: whisper: " in error
+    assert not (out / "manifest.jsonl").exists() or _manifest(out) == {}
+
+
 def test_batch_run_explains_a_dashboard_url_given_as_its_address(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
