@@ -10,6 +10,8 @@ from harmonyspeech.audio import Audio
 from harmonyspeech.models.types import SpeechSegment, TranscribedSegment, WindowTranscript
 
 WINDOW_S = 30.0
+MIN_WINDOW_S = 0.01
+"""Shortest window worth transcribing (anything shorter is a few stray samples)."""
 SAMPLE_RATE = 16000
 
 # Whisper's languages by code (OpenAI's verbose_json reports the names instead of codes).
@@ -81,10 +83,12 @@ def plan_windows(duration: float, speech: tuple[SpeechSegment, ...] | None) -> l
 
     With VAD segments, each window spans consecutive speech segments (silence between them
     included, so times stay absolute) and silence outside speech is skipped; a segment longer
-    than a window is cut. Without VAD, the input is cut every 30 s.
+    than a window is cut. Without VAD, the input is cut every 30 s. Either way, a window of
+    ``MIN_WINDOW_S`` or less (the last few samples past a 30 s cut) is dropped: it would cost a
+    whole window of Whisper's work, on what is nearly silence, where Whisper invents text.
     """
     if speech is None:
-        return _fixed(Span(0.0, duration))
+        return _long_enough(_fixed(Span(0.0, duration)))
     windows: list[Span] = []
     current: Span | None = None
     for segment in speech:
@@ -97,7 +101,11 @@ def plan_windows(duration: float, speech: tuple[SpeechSegment, ...] | None) -> l
         current = span
     if current is not None:
         windows += _fixed(current)
-    return [w for w in windows if w.end - w.start > 0.01]
+    return _long_enough(windows)
+
+
+def _long_enough(windows: list[Span]) -> list[Span]:
+    return [w for w in windows if w.end - w.start > MIN_WINDOW_S]
 
 
 def _fixed(span: Span) -> list[Span]:

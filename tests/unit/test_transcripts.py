@@ -14,6 +14,8 @@ from harmonyspeech.pipelines.transcripts import Span, Transcript, plan_windows
 def test_without_vad_the_input_is_cut_every_30_seconds() -> None:
     assert plan_windows(65.0, None) == [Span(0, 30), Span(30, 60), Span(60, 65)]
     assert plan_windows(12.5, None) == [Span(0, 12.5)]
+    # One sample past 30 s is no window of its own (a whole window of work on silence).
+    assert plan_windows(480_001 / 16_000, None) == [Span(0, 30)]
 
 
 def test_vad_segments_are_merged_into_windows_of_at_most_30_seconds() -> None:
