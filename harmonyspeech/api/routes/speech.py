@@ -48,7 +48,7 @@ async def create_speech(
     body: SpeechRequest, runtime: Annotated[EngineRuntime, Depends(get_runtime)]
 ) -> Response:
     if body.unknown_fields:
-        logger.info("speech request: ignoring unknown fields %s", ", ".join(body.unknown_fields))
+        logger.info("speech request: ignoring unknown fields %s", _quoted(body.unknown_fields))
     limits = runtime.config.server.limits
     body.check_input(limits.max_input_chars)
     pipeline = runtime.catalog.resolve(body.model, produces="speech")
@@ -99,6 +99,18 @@ class RecordedItems:
         if item.audio is not None:
             await charge_audio_seconds(item.audio.duration)
         return item
+
+
+LOGGED_NAMES = 8
+"""Most client-chosen names one log line quotes."""
+
+
+def _quoted(names: list[str]) -> str:
+    """Client-chosen names for a log line: quoted and escaped (a name holding a newline cannot
+    forge a line of its own), each cut short, and only the first few."""
+    quoted = ", ".join(repr(name[:64]) for name in names[:LOGGED_NAMES])
+    more = len(names) - LOGGED_NAMES
+    return f"{quoted} and {more} more" if more > 0 else quoted
 
 
 def _score_header(score: Score | None) -> dict[str, str]:
