@@ -133,12 +133,13 @@ class Scheduler:
         """
         if not self._queue:
             return []
-        batch = self._select(sorted(self._queue.values(), key=WorkItem.urgency))
+        batch, _ = self._select(sorted(self._queue.values(), key=WorkItem.urgency))
         for item in batch:
             self._remove(item)
         return batch
 
-    def _select(self, ordered: list[WorkItem]) -> list[WorkItem]:
+    def _select(self, ordered: list[WorkItem]) -> tuple[list[WorkItem], list[WorkItem]]:
+        """The next batch, and the items that could have joined its anchor (its window)."""
         anchor = ordered[0]
         batch = [anchor]
         window = ordered[1 : self.policy.max_batch_size * self.policy.lookahead]
@@ -150,7 +151,7 @@ class Scheduler:
                 break
             if self.fits(batch, item):
                 batch.append(item)
-        return batch
+        return batch, window
 
     def fits(self, batch: list[WorkItem], item: WorkItem) -> bool:
         """Whether ``item`` can join ``batch`` within the size and padded-cost bounds."""
@@ -162,9 +163,10 @@ class Scheduler:
         return padded_cost([*batch, item]) <= budget
 
     def _budget_filled(self) -> bool:
-        ordered = sorted(self._queue.values(), key=WorkItem.urgency)
-        batch = self._select(ordered)
-        return len(batch) < len(ordered)
+        # Filled when the budget leaves out an item that could have joined: items a first
+        # chunk's batch never takes (the rest of the requests) do not fill it.
+        batch, window = self._select(sorted(self._queue.values(), key=WorkItem.urgency))
+        return len(batch) < 1 + len(window)
 
     def _oldest_wait(self) -> float:
         oldest = min(item.arrival for item in self._queue.values())

@@ -229,6 +229,20 @@ def test_first_chunks_batch_only_with_other_first_chunks() -> None:
     assert sorted(i.payload for i in scheduler.next_batch()) == ["a1", "a2", "b1", "b2"]
 
 
+def test_a_first_chunk_waits_for_other_first_chunks_whatever_the_budget() -> None:
+    # The rest of a request, which a first chunk's batch never takes, does not make its batch
+    # full: with a budget set, the first chunk used to leave at once, alone.
+    for budget in (None, 1000.0):
+        scheduler, clock = make_scheduler(max_batch_size=8, max_batch_cost=budget, max_wait_ms=30)
+        scheduler.submit(WorkItem(payload="a0", cost=5, priority=Priority.FIRST_CHUNK))
+        scheduler.submit(WorkItem(payload="a1", cost=5, priority=Priority.INTERACTIVE))
+        assert not scheduler.ready()
+        scheduler.submit(WorkItem(payload="b0", cost=5, priority=Priority.FIRST_CHUNK))
+        clock.now = 0.03
+        assert scheduler.ready()
+        assert sorted(i.payload for i in scheduler.next_batch()) == ["a0", "b0"]
+
+
 def test_earliest_deadline_first_within_a_class() -> None:
     scheduler, _ = make_scheduler(max_batch_size=1)
     scheduler.submit(WorkItem(payload="late", deadline=50.0))
