@@ -24,7 +24,8 @@ from harmonyspeech.pipelines.stages import stage_applies
 from harmonyspeech.pipelines.voices import VoiceStore, is_voice_id
 
 STATUS_TIMEOUT_S = 5.0
-"""How long ``/ready`` waits for a model instance's status before calling it unreachable."""
+"""How long ``/ready`` (and a look at a model's facts) waits for a model instance's status
+before calling it unreachable."""
 
 
 class EngineRuntime:
@@ -67,9 +68,14 @@ class EngineRuntime:
 
     async def model_facts(self, name: str) -> dict[str, Any]:
         """What a loaded model says about itself (``ModelAdapter.describe``): speakers, sample
-        rate, random weights, ... Empty until the model is ready; cached once it is."""
+        rate, random weights, ... Empty until the model is ready (or while it does not answer
+        within ``STATUS_TIMEOUT_S``: a deployment without a replica holds status calls until it
+        has one); cached once it is."""
         if name not in self._facts:
-            status = await self.clients[name].status()
+            try:
+                status = await asyncio.wait_for(self.clients[name].status(), STATUS_TIMEOUT_S)
+            except TimeoutError:
+                return {}
             if status.get("state") != "ready":
                 return {}
             self._facts[name] = dict(status.get("info") or {})

@@ -461,6 +461,26 @@ async def test_random_weights_are_reported_for_the_models_a_request_uses(tmp_pat
     assert await runtime.random_weight_models(pipeline) == ["melo", "openvoice"]
 
 
+class ReplicaBeingReplaced(ReadyModel):
+    """A deployment without a replica: Serve holds its status calls until it has one."""
+
+    async def status(self) -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"state": "ready"}
+
+
+async def test_a_model_that_does_not_answer_has_no_facts_yet(tmp_path, monkeypatch) -> None:
+    # Listings and every speech request look at the facts: they must not wait for a replica.
+    monkeypatch.setattr("harmonyspeech.pipelines.runtime.STATUS_TIMEOUT_S", 0.05)
+    config = load_config({**CLONING, "server": {"voices": {"path": str(tmp_path)}}})
+    runtime = EngineRuntime(config, {"melo": DemoModel(), "openvoice": ReplicaBeingReplaced()})
+    async with asyncio.timeout(5):
+        assert await runtime.model_facts("openvoice") == {}
+        assert await runtime.random_weight_models(runtime.catalog.resolve("tts")) == ["melo"]
+    runtime.clients["openvoice"] = DemoModel()  # its replica is up: facts now, cached
+    assert await runtime.model_facts("openvoice") == {"random_weights": True}
+
+
 async def test_a_cloned_voice_is_spoken_only_through_the_converter_that_made_it(tmp_path) -> None:
     # Its embedding is a point in that converter's tone-colour space: another converter turned
     # it into a different voice, silently.
