@@ -33,9 +33,6 @@ GPU_DECODER_GROUP = 64
 the throughput of the whole 256-item batch at once on an H200, in float32 and in float16;
 groups of 32 measured the same, of 128 slower (``benchmarks/bench_melo_network.py``)."""
 
-AVERAGE_FRAMES_PER_TOKEN = 3.0
-"""Rough latent frames per token (blanks included) at speed 1, for cost estimates only."""
-
 
 class InvalidItemError(ValueError):
     """A :class:`SynthesisItem` cannot be synthesised by this model (bad ids, shapes, knobs)."""
@@ -184,16 +181,10 @@ class MeloSynthesizer:
         """Rows of the speaker table; valid ``speaker_id`` values are below it."""
         return self.network.n_speakers
 
-    def frames_estimate(self, item: SynthesisItem) -> float:
-        """Expected latent frames of an item: a cheap cost for batch budgeting.
-
-        Proportional to token count and ``length_scale``; the true count is only known after
-        the duration predictor runs.
-        """
-        return item.n_tokens * item.length_scale * AVERAGE_FRAMES_PER_TOKEN
-
     def validate(self, item: SynthesisItem) -> None:
-        """Check that an item can run, so a bad item can fail alone before batching.
+        """Check that an item can run. ``synthesize`` checks every item of a batch before it runs
+        any, so a bad item costs its batch no model work (an engine worker then runs the batch's
+        items one by one, so that it fails alone).
 
         Raises:
             InvalidItemError: With a message naming the offending field.

@@ -179,12 +179,6 @@ def test_invalid_items_are_rejected(tiny_synth: MeloSynthesizer, change, message
         tiny_synth.synthesize([make_item(3), item])
 
 
-def test_frames_estimate_scales_with_tokens_and_speed(tiny_synth: MeloSynthesizer) -> None:
-    short, long_, slow = (make_item(11), make_item(41), make_item(11, length_scale=2.0))
-    assert tiny_synth.frames_estimate(long_) > tiny_synth.frames_estimate(short)
-    assert tiny_synth.frames_estimate(slow) == pytest.approx(2 * tiny_synth.frames_estimate(short))
-
-
 @pytest.mark.parametrize("layout", ["channels-first", "channels-last"])
 def test_zeroing_item_tails_equals_multiplying_by_the_mask(layout: str) -> None:
     x = torch.randn(3, 4, 10, generator=torch.Generator().manual_seed(2))
