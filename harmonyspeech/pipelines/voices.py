@@ -28,14 +28,14 @@ from harmonyspeech.errors import InternalError, NotFoundError
 logger = logging.getLogger(__name__)
 
 VOICE_ID_PREFIX = "voice_"
-VOICE_ID_PATTERN = re.compile(r"^voice_[0-9a-f]{16}$")
+VOICE_ID_PATTERN = re.compile(r"voice_[0-9a-f]{16}")
 EMBEDDING_FILE = "embedding.npy"
 METADATA_FILE = "voice.json"
 
 
 def is_voice_id(value: str) -> bool:
     """Whether ``value`` has the shape of a cloned voice's id (``voice_`` + 16 hex digits)."""
-    return bool(VOICE_ID_PATTERN.match(value))
+    return VOICE_ID_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,14 @@ class VoiceStore:
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".new-{record.id}"
         staging.mkdir()
-        np.save(staging / EMBEDDING_FILE, np.asarray(embedding, dtype=np.float32).reshape(-1))
-        (staging / METADATA_FILE).write_text(json.dumps(record.to_dict(), indent=2))
-        os.replace(staging, self.root / record.id)
+        try:
+            np.save(staging / EMBEDDING_FILE, np.asarray(embedding, dtype=np.float32).reshape(-1))
+            (staging / METADATA_FILE).write_text(json.dumps(record.to_dict(), indent=2))
+            os.replace(staging, self.root / record.id)
+        except BaseException:
+            # A full disk must not leave a half-written voice behind, hidden or not.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return record
 
     def get(self, voice_id: str) -> StoredVoice:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harmonyspeech.errors import InternalError, NotFoundError
-from harmonyspeech.pipelines.voices import METADATA_FILE, VoiceStore
+from harmonyspeech.pipelines.voices import METADATA_FILE, VoiceStore, is_voice_id
 
 
 def store_with_two(root: Path) -> tuple[VoiceStore, str, str]:
@@ -46,3 +46,22 @@ def test_unknown_and_malformed_ids_are_not_found(tmp_path: Path) -> None:
     for voice_id in ("voice_0000000000000000", "../etc", "voice_XYZ"):
         with pytest.raises(NotFoundError):
             store.get(voice_id)
+
+
+def test_an_id_with_a_trailing_newline_is_no_voice_id() -> None:
+    assert is_voice_id("voice_0123456789abcdef")
+    assert not is_voice_id("voice_0123456789abcdef\n")
+
+
+def test_a_voice_that_cannot_be_written_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = VoiceStore(tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        store.create(name="Ada", embedding=np.ones(256), model="openvoice", speech_seconds=4.0)
+    assert list(tmp_path.iterdir()) == []
