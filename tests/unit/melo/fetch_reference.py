@@ -150,12 +150,21 @@ def reference_infer(network: Any, item: Any, device: str = "cpu") -> Any:
     return audio[0, 0].detach().cpu().numpy()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST)
     args = parser.parse_args()
-    print(fetch(args.dest))
+    try:
+        print(fetch(args.dest))
+    except OSError as exc:  # no network (urllib's URLError is an OSError)
+        if os.environ.get("HARMONYSPEECH_REQUIRE_MELO_REF") == "1":
+            raise
+        print(
+            f"could not fetch the upstream MeloTTS reference ({exc}); its parity tests will skip",
+            file=sys.stderr,
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
