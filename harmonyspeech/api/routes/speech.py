@@ -18,6 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from harmonyspeech.api import sse
+from harmonyspeech.api.demo import random_weights_headers
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.metrics import record_validation
 from harmonyspeech.api.protocol import SpeechRequest
@@ -25,16 +26,13 @@ from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import StreamBrokenOff, started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
 from harmonyspeech.errors import HarmonySpeechError
-from harmonyspeech.pipelines.context import PipelineContext
 from harmonyspeech.pipelines.runtime import EngineRuntime
-from harmonyspeech.pipelines.spec import PipelineSpec
 from harmonyspeech.pipelines.speech import SpeechItem, encoded_file, retries
 from harmonyspeech.pipelines.validation import Score
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-RANDOM_WEIGHTS_HEADER = "X-HarmonySpeech-Random-Weights"
 SCORE_HEADERS = {"wer": "X-HarmonySpeech-WER", "cer": "X-HarmonySpeech-CER"}
 """Validation score header of a non-streamed response, by metric (pipelines with ``validate``)."""
 AUDIO_TOKEN_S = 0.05
@@ -58,7 +56,7 @@ async def create_speech(
         timeout_s=limits.request_timeout_s,
         streamed=body.stream or body.stream_format == "sse",
     )
-    headers = await _headers(runtime, pipeline, ctx)
+    headers = await random_weights_headers(runtime, pipeline, ctx)
     # Wait for the first sentence, so a request that fails before any audio exists gets a
     # proper error status instead of a broken 200 stream.
     items = RecordedItems(pipeline.name, await started(runtime.runner.stream(pipeline, ctx)))
@@ -115,13 +113,6 @@ def _quoted(names: list[str]) -> str:
 
 def _score_header(score: Score | None) -> dict[str, str]:
     return {SCORE_HEADERS[score.metric]: f"{score.rate:.4f}"} if score else {}
-
-
-async def _headers(
-    runtime: EngineRuntime, pipeline: PipelineSpec, ctx: PipelineContext
-) -> dict[str, str]:
-    random = await runtime.random_weight_models(pipeline, ctx)
-    return {RANDOM_WEIGHTS_HEADER: ",".join(random)} if random else {}
 
 
 async def _audio_bytes(items: AsyncIterator[SpeechItem], fmt: str) -> AsyncIterator[bytes]:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from harmonyspeech.api import sse
 from harmonyspeech.api import transcript_formats as formats
+from harmonyspeech.api.demo import random_weights_headers
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import started
@@ -191,12 +192,17 @@ async def _respond(
         streamed=stream,
         vad_params=vad or VadParams(),
     )
+    headers = await random_weights_headers(runtime, pipeline, ctx)
     if stream:
         events = await started(_events(runtime.runner.stream(pipeline, ctx), ctx))
-        return StreamingResponse(events, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+        return StreamingResponse(
+            events, media_type=sse.MEDIA_TYPE, headers={**sse.HEADERS, **headers}
+        )
     await runtime.runner.run(pipeline, ctx)
     assert ctx.transcript is not None  # the pipeline ends in a transcribe stage
-    return _formatted(ctx.transcript, response_format, options)
+    response = _formatted(ctx.transcript, response_format, options)
+    response.headers.update(headers)
+    return response
 
 
 async def _events(

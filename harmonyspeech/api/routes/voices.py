@@ -13,8 +13,9 @@ import asyncio
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 
+from harmonyspeech.api.demo import random_weights_headers
 from harmonyspeech.api.deps import get_runtime
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.uploads import AUDIO_UPLOAD_OPENAPI, read_audio
@@ -89,6 +90,7 @@ Files = Annotated[list[UploadFile], File(description="One or more recordings of 
 @router.post("/v1/audio/voices", openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_voice(
     runtime: Runtime,
+    response: Response,
     file: Files,
     name: Annotated[str, Form(min_length=1, max_length=256)],
     consent: Annotated[str | None, Form(max_length=4096)] = None,
@@ -97,6 +99,7 @@ async def create_voice(
     """Clone a voice: its tone colour from the recordings, stored under a new id."""
     pipeline = runtime.catalog.select(model, produces="tone_color")
     tone = await _tone_color(runtime, pipeline, file)
+    response.headers.update(await random_weights_headers(runtime, pipeline))
     stage = pipeline.stage("embed")
     assert stage is not None  # a pipeline producing a tone colour ends in embed
     record = await asyncio.to_thread(
@@ -163,11 +166,12 @@ async def _refuse_builtin(runtime: EngineRuntime, voice_id: str, only_cloned: st
 
 @router.post("/v1/audio/embeddings", openapi_extra=AUDIO_UPLOAD_OPENAPI)
 async def create_embedding(
-    runtime: Runtime, file: Files, model: Annotated[str | None, Form()] = None
+    runtime: Runtime, response: Response, file: Files, model: Annotated[str | None, Form()] = None
 ) -> dict[str, Any]:
     """The tone-colour embedding of recordings, without storing a voice (OpenAI list shape)."""
     pipeline = runtime.catalog.select(model, produces="tone_color")
     tone = await _tone_color(runtime, pipeline, file)
+    response.headers.update(await random_weights_headers(runtime, pipeline))
     return {
         "object": "list",
         "model": pipeline.name,
