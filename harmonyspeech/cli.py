@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harmonyspeech import __version__
 from harmonyspeech.config import EngineConfig, load_config
@@ -105,9 +106,16 @@ def _hash_key(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_checked_config(args.file)
+    keys_file = config.server.auth.api_keys_file
+    warnings = [_exposure_warning(config)]
+    if keys_file and Path(keys_file).expanduser().is_file():
+        from harmonyspeech.api.auth import with_resolved_keys
+
+        with_resolved_keys(config)  # the keys file, and the rate-limit labels it defines
+    elif keys_file:
+        warnings.append(f"no keys file {keys_file!r} here: serving reads it where it runs")
     print(f"{args.file}: OK ({len(config.models)} model(s), {len(config.pipelines)} pipeline(s))")
-    warning = _exposure_warning(config)
-    if warning:
+    for warning in filter(None, warnings):
         print(f"{args.file}: warning: {warning}", file=sys.stderr)
     return 0
 

@@ -205,3 +205,24 @@ def test_hash_key_command(
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert main(["hash-key"]) == 1
     assert main(["hash-key", "k", "--label", "two words"]) == 2
+
+
+def test_check_config_reads_the_keys_file_where_there_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to pass a rate-limit label that no key has: serving then refused to start.
+    data = load_config(ROOT / "configs" / "test.yaml").model_dump()
+    data["server"]["auth"]["api_keys_file"] = str(keys_file(tmp_path, f"{HASH_A} alpha\n"))
+    data["server"]["rate_limits"]["overrides"] = {"beta": {"requests_per_minute": 5}}
+    config = write_config(tmp_path / "engine.yaml", data)
+    assert main(["check-config", str(config)]) == 2
+    assert "overrides.beta: no API key has this label" in capsys.readouterr().err
+
+    data["server"]["rate_limits"]["overrides"] = {"alpha": {"requests_per_minute": 5}}
+    assert main(["check-config", str(write_config(config, data))]) == 0
+    assert capsys.readouterr().err == ""
+
+    # Not here: it may be where the app runs, so no error, but a warning.
+    data["server"]["auth"]["api_keys_file"] = str(tmp_path / "elsewhere.txt")
+    assert main(["check-config", str(write_config(config, data))]) == 0
+    assert "no keys file" in capsys.readouterr().err
