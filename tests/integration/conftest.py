@@ -1,16 +1,18 @@
-"""One real local Ray Serve app, serving configs/test.yaml, for the whole test session."""
+"""One real local Ray Serve app, serving configs/test.yaml, for the whole test session; and an
+HTTP client of the app in-process, over a module's own ``engine``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from harmonyspeech.config import EngineConfig
+from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config
-from tests.helpers import answers, free_port, wait_until
+from tests.helpers import answers, asgi_client, free_port, wait_until
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,10 @@ async def async_openai_client(served: ServedApp):
         base_url=f"{served.base_url}/v1", api_key="unused", max_retries=0
     ) as sdk:
         yield sdk
+
+
+@pytest.fixture
+async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app over the requesting module's ``engine`` fixture (in-process, no Ray)."""
+    async with asgi_client(engine.runtime) as client:
+        yield client

@@ -11,7 +11,6 @@ from harmonyspeech.api.auth import ApiKeyVerifier, hash_key
 from harmonyspeech.config import EngineConfig, load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import ROOT, TinyWeights, served_config_data
-from tests.helpers import asgi_client
 from tests.unit.vad_clips import clip_bytes
 
 KEY = "sk-test-0123456789"
@@ -26,12 +25,6 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
     data["server"]["cors"] = {"allow_origins": [PAGE]}
     with LocalEngine(load_config(data)) as local:
         yield local
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ more windows than Whisper's queue holds, and a deadline that grows with the audi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -45,12 +45,6 @@ def engine_for(weights: TinyWeights, *, timeout_per_audio_s: float) -> LocalEngi
 def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
     with engine_for(tiny_weights, timeout_per_audio_s=1.0) as local:
         yield local
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 def transcription_form(response_format: str = "verbose_json") -> dict[str, str]:

@@ -6,7 +6,7 @@ The module records into a fresh Prometheus registry, so counts are exact."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -19,7 +19,7 @@ from harmonyspeech.pipelines.runtime import LocalEngine
 from harmonyspeech.telemetry import PrometheusBackend
 from harmonyspeech.text import split_sentences_latin
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import asgi_client, parse_samples
+from tests.helpers import parse_samples
 from tests.unit.vad_clips import clip, clip_bytes
 
 TEXT = " ".join(
@@ -38,12 +38,6 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
             yield local
     finally:
         telemetry.use(previous)
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -4,7 +4,7 @@ Ray): a request that cannot be queued whole fails at once with 503, streamed or 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ import pytest
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import asgi_client
 
 # Eight pieces of about 300 characters (pieces are cut at about 256).
 TEXT = " ".join(f"Part {i} {'goes on ' * 35}to its end." for i in range(8))
@@ -26,12 +25,6 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
             model["batching"]["max_queue"] = 2
     with LocalEngine(load_config(data)) as local:
         yield local
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 @pytest.mark.parametrize("stream", [True, False])

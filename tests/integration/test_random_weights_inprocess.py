@@ -3,7 +3,7 @@ that runs a pipeline, naming the models the request used (real tiny models, no R
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ from harmonyspeech.api.demo import RANDOM_WEIGHTS_HEADER
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import asgi_client
 from tests.unit.vad_clips import clip_bytes
 
 
@@ -33,12 +32,6 @@ def engine(
                 model["weights"] = {"allow_random": True}
         with LocalEngine(load_config(data)) as local:
             yield local
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 def upload(name: str = "two_phrases") -> list[tuple[str, tuple[str, bytes, str]]]:

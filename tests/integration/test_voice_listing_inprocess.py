@@ -4,7 +4,7 @@ speakers (real tiny models, no Ray): each way of speaking it is listed with its 
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ import pytest
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import asgi_client
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +27,6 @@ def engine(tiny_weights: TinyWeights) -> Iterator[LocalEngine]:
     )
     with LocalEngine(load_config(data)) as local:
         yield local
-
-
-@pytest.fixture
-async def http(engine: LocalEngine) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(engine.runtime) as client:
-        yield client
 
 
 def _builtin(voices: list[dict], voice_id: str) -> list[tuple[str, list[str]]]:
