@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from harmonyspeech.api.metrics import record_error
+from harmonyspeech.api.streaming import StreamBrokenOff
 from harmonyspeech.errors import (
     HarmonySpeechError,
     InternalError,
@@ -58,20 +59,14 @@ def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute]) -> None
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if (
-            isinstance(exc, RuntimeError)
-            and str(exc) == _STARTED
-            and isinstance(exc.__cause__, HarmonySpeechError)
-        ):
-            # An engine error that broke off a started stream: Starlette re-raises it as
-            # "response already started". Nothing more can be sent; this counts it by its type.
-            return error_response(exc.__cause__)
+        cause = exc.__cause__
+        if isinstance(exc, StreamBrokenOff) and isinstance(cause, HarmonySpeechError):
+            # An engine error broke off a started stream, and was logged where it did. Nothing
+            # more can be sent; this counts it by its type.
+            return error_response(cause)
         logger.exception("unhandled error")
         return error_response(InternalError(f"internal error: {type(exc).__name__}"))
 
-
-_STARTED = "Caught handled exception, but response already started."
-"""Starlette's message when a handled exception meets a response that already started."""
 
 _NOT_A_JSON_OBJECT = {"missing", "model_attributes_type", "dict_type"}
 """Validation errors of a whole JSON body: none, another JSON type, or not sent as JSON."""

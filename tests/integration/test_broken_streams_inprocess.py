@@ -70,6 +70,8 @@ async def test_a_stream_whose_model_stops_breaks_off_and_is_logged_once(
     await asyncio.to_thread(watcher.join, 60)
     warnings = [r for r in caplog.records if "stream broken off" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    # Not again as an "unhandled error" with its traceback.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
     quiet = StreamsBrokenOffLoggedOnce()
     for seen_by_serve in (
