@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -144,6 +145,11 @@ class HeadMiddleware:
         await self.app(as_get, receive, without_body)
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""Status recorded for a request whose client left before its answer started (nginx's, and Ray
+Serve's, convention); nothing is sent."""
+
+
 class RequestMetricsMiddleware:
     """Count every answered request by route template (``/v1/audio/voices/{voice_id}``, not
     the id; ``unmatched`` for unknown paths), method and status.
@@ -171,6 +177,11 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, recording_send)
+        except asyncio.CancelledError:
+            # The client went away (the server cancels its request): not the server's failure.
+            if status == 500:
+                status = CLIENT_CLOSED_REQUEST
+            raise
         finally:
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
             record_request(self._endpoint(scope), method, status)

@@ -5,6 +5,7 @@ The module records into a fresh Prometheus registry, so counts are exact."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -154,3 +155,22 @@ async def test_unknown_routes_and_early_rejections_are_counted(
     assert grew("harmonyspeech_requests_total", **wrong_method) == 1
     not_allowed = {"type": "invalid_request_error", "code": "method_not_allowed", "status": "405"}
     assert grew("harmonyspeech_errors_total", **not_allowed) == 1
+
+
+async def test_a_client_that_leaves_before_its_answer_is_499_not_500(
+    http: httpx.AsyncClient,
+) -> None:
+    # Serve cancels the request of a client that hung up; that used to count as a 500.
+    before = await scrape(http)
+    body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "stream": False, "speed": 0.25}
+    leaving = asyncio.create_task(http.post("/v1/audio/speech", json=body))
+    await asyncio.sleep(0.5)  # its sentences are queued or running
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    after = await scrape(http)
+    speech = {"endpoint": "/v1/audio/speech", "method": "POST"}
+    for status, grown in (("499", 1), ("500", 0)):
+        labels = {**speech, "status": status}
+        was = value(before, "harmonyspeech_requests_total", **labels) or 0
+        assert (value(after, "harmonyspeech_requests_total", **labels) or 0) - was == grown
