@@ -26,7 +26,7 @@ from typing import Any
 from harmonyspeech.config import BatchingPolicy
 from harmonyspeech.engine.items import Priority, WorkItem
 from harmonyspeech.engine.scheduler import Clock, Scheduler, padding_efficiency
-from harmonyspeech.engine.stats import WorkerStats
+from harmonyspeech.engine.stats import Outcome, WorkerStats
 from harmonyspeech.errors import (
     DeadlineExceededError,
     HarmonySpeechError,
@@ -37,6 +37,10 @@ from harmonyspeech.models.base import ModelAdapter
 from harmonyspeech.telemetry import catalog as metrics
 
 logger = logging.getLogger(__name__)
+
+EXPIRY_SLACK_S = 1.0
+"""A cancellation this close to an item's deadline is the deadline passing where the call was
+made (its clock started a little earlier, before the item travelled here): counted as expired."""
 
 
 class WorkerState(enum.StrEnum):
@@ -178,10 +182,18 @@ class ModelWorker:
     def _on_done(self, item_id: int, future: Future) -> None:
         if future.cancelled():
             with self._cond:
-                if self._scheduler.cancel(item_id) is not None:
-                    self.stats.count("cancelled")
+                item = self._scheduler.cancel(item_id)
+                if item is not None:
+                    self.stats.count(self._why_left(item))
                     self._queue_changed()
                 self._futures.pop(item_id, None)
+
+    def _why_left(self, item: WorkItem) -> Outcome:
+        """Why a cancelled item left: its caller gave up at the deadline (``expired``), or
+        before it (``cancelled``: the client went away)."""
+        if item.deadline is not None and self._clock() >= item.deadline - EXPIRY_SLACK_S:
+            return "expired"
+        return "cancelled"
 
     # -- inference thread --------------------------------------------------------------------
 
@@ -265,7 +277,9 @@ class ModelWorker:
 
     def _execute(self, batch: list[tuple[WorkItem, Future]]) -> None:
         live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
-        self.stats.count("cancelled", len(batch) - len(live))
+        for item, fut in batch:
+            if fut.cancelled():
+                self.stats.count(self._why_left(item))
         if not live:
             return
         items = [item for item, _ in live]

@@ -203,3 +203,19 @@ def test_outcomes_are_counted_by_name() -> None:
     assert (snapshot["cancelled"], snapshot["failed"], snapshot["expired"]) == (3, 1, 0)
     with pytest.raises(ValueError, match="unknown outcome"):
         stats.count("lost")  # type: ignore[arg-type]
+
+
+def test_items_given_up_at_their_deadline_count_as_expired() -> None:
+    # The caller's deadline passes first (the ingress cancels its call): that used to count as
+    # a client going away, so the stats showed no deadline overload at all.
+    now = [100.0]
+    config = SileroVadModelConfig(name="vad", family="silero-vad", num_threads=1)
+    w = ModelWorker(
+        SileroVadAdapter(config), BatchingPolicy(max_wait_ms=0), name="vad", clock=lambda: now[0]
+    )
+    late, early = (w.submit(request("short"), timeout_s=10) for _ in range(2))
+    assert early.cancel()  # its client left with 10 s to go
+    now[0] = 109.5  # the caller's clock reached the deadline a moment before this one
+    assert late.cancel()
+    stats = w.stats.snapshot()
+    assert (stats["cancelled"], stats["expired"]) == (1, 1)
