@@ -423,6 +423,11 @@ class PipelineConfig(StrictModel):
 # ---------------------------------------------------------------------------------------------
 
 
+SPEECH_CHARACTERS_PER_SECOND = 10.0
+"""Characters of text per second of speech at speed 1, on the slow side (English speech runs at
+about 14), so that the estimate rather overrates how much audio a text makes."""
+
+
 class LimitsConfig(StrictModel):
     """Limits applied to every request."""
 
@@ -437,13 +442,20 @@ class LimitsConfig(StrictModel):
     """Deadline for a request's model work (HTTP 504 beyond it)."""
 
     timeout_per_audio_s: float = Field(0.5, ge=0)
-    """Seconds added to ``request_timeout_s`` per second of uploaded audio (transcriptions, VAD,
-    voice enrollment), whose work grows with its length: a 30-minute recording has
-    120 + 900 s."""
+    """Seconds added to ``request_timeout_s`` per second of audio a request brings or asks for,
+    whose work grows with it: uploads (transcriptions, VAD, voice enrollment; a 30-minute
+    recording has 120 + 900 s) and speech (its expected length, from its text and speed)."""
 
     def audio_timeout_s(self, audio_seconds: float) -> float:
         """Deadline for the model work on ``audio_seconds`` of uploaded audio."""
         return self.request_timeout_s + self.timeout_per_audio_s * audio_seconds
+
+    def speech_timeout_s(self, characters: int, speed: float) -> float:
+        """Deadline for synthesising ``characters`` of text at ``speed``: as for uploads, with
+        the audio it will make estimated from its length (4096 characters at speed 1 have
+        120 + 205 s; at a quarter speed, 120 + 819 s)."""
+        expected_s = characters / (SPEECH_CHARACTERS_PER_SECOND * speed)
+        return self.audio_timeout_s(expected_s)
 
     max_input_chars: int = Field(4096, ge=1)
     """Longest text accepted by ``/v1/audio/speech`` (HTTP 400 beyond it), as OpenAI."""

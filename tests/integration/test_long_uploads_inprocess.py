@@ -1,5 +1,6 @@
 """Long recordings through the HTTP app over in-process workers (real tiny Whisper, no Ray):
-more windows than Whisper's queue holds, and a deadline that grows with the audio."""
+more windows than Whisper's queue holds, and a deadline that grows with the audio; and so does
+a speech request's, with the audio its text makes."""
 
 from __future__ import annotations
 
@@ -79,18 +80,31 @@ async def test_a_streamed_long_recording_gets_every_window(http: httpx.AsyncClie
     assert len(events) >= 8  # at least a delta per window, then done
 
 
-async def post_recording(local: LocalEngine) -> httpx.Response:
+SPEECH = {"model": "tts-1", "voice": "alloy", "input": "A sentence. " * 50, "stream": False}
+
+
+async def test_a_long_text_has_time_for_the_audio_it_makes(http: httpx.AsyncClient) -> None:
+    # Speech had request_timeout_s alone, however long its text: a 4096-character input at a
+    # low speed could not finish in it even on an idle server.
+    response = await http.post("/v1/audio/speech", json=SPEECH, timeout=120)
+    assert response.status_code == 200, response.text
+
+
+async def post_long_work(local: LocalEngine) -> list[httpx.Response]:
     async with asgi_client(local.runtime) as client:
         files = {"file": ("meeting.flac", recording(RECORDING_S))}
-        return await client.post(
+        transcription = await client.post(
             "/v1/audio/transcriptions", files=files, data=transcription_form(), timeout=120
         )
+        speech = await client.post("/v1/audio/speech", json=SPEECH, timeout=120)
+        return [transcription, speech]
 
 
-def test_without_time_per_audio_second_the_same_recording_runs_out_of_time(
+def test_without_time_per_audio_second_the_same_work_runs_out_of_time(
     tiny_weights: TinyWeights,
 ) -> None:
     with engine_for(tiny_weights, timeout_per_audio_s=0.0) as local:
-        response = asyncio.run(post_recording(local))
-    assert response.status_code == 504
-    assert response.json()["error"]["code"] == "deadline_exceeded"
+        responses = asyncio.run(post_long_work(local))
+    for response in responses:
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "deadline_exceeded"

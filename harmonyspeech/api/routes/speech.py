@@ -53,7 +53,7 @@ async def create_speech(
     ctx = await runtime.speech_context(
         pipeline,
         body.synthesis_request(),
-        timeout_s=limits.request_timeout_s,
+        timeout_s=limits.speech_timeout_s(len(body.input), body.speed),
         streamed=body.stream or body.stream_format == "sse",
     )
     headers = await random_weights_headers(runtime, pipeline, ctx)
