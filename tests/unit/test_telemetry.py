@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from harmonyspeech import telemetry
 from harmonyspeech.api.errors import install_error_handlers
+from harmonyspeech.api.streaming import StreamBrokenOff
 from harmonyspeech.audio import Audio
 from harmonyspeech.config import BatchingPolicy, SileroVadModelConfig
 from harmonyspeech.engine.worker import ModelWorker
@@ -181,7 +182,8 @@ def _error_app() -> FastAPI:
     async def broken_stream() -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
             yield b"audio"
-            raise DeadlineExceededError("too slow")
+            # As the speech route breaks off its stream.
+            raise StreamBrokenOff("too slow") from DeadlineExceededError("too slow")
 
         return StreamingResponse(chunks())
 
