@@ -75,6 +75,12 @@ class BatchingPolicy(StrictModel):
     """How many batches' worth of queued items (in urgency order) are considered when grouping
     items of similar length. Bounds how far an item can be overtaken."""
 
+    refuse_late_work: bool = True
+    """Refuse new work (HTTP 503 + Retry-After, at once) that would miss its deadline behind
+    the work already queued, by the time this model has taken per unit of cost in its recent
+    batches; otherwise such work waits its whole deadline for a 504. Work of a request whose
+    first output is out is never refused."""
+
 
 class AutoscalingOptions(StrictModel):
     """Ray Serve autoscaling for one deployment: replicas follow the requests in flight."""

@@ -20,6 +20,12 @@ Batch formation:
 An item at position p in urgency order is overtaken at most p times, because every batch contains
 the current anchor. A batch is sent when it is full (by size or cost) or when the oldest queued
 item has waited ``max_wait_ms``.
+
+Admission: new work is refused when the queue is at ``max_queue``, and (``refuse_late_work``)
+when it could not finish before its deadline behind the work queued ahead of its class (live
+work for live items, everything for batch items), at the seconds per unit of cost that recent
+batches took (``observe_batch``): a fast 503 the client can retry, instead of a 504 after its
+whole deadline spent waiting, and work that fits keeps its deadlines.
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ from harmonyspeech.engine.items import Priority, WorkItem
 from harmonyspeech.errors import OverloadedError
 
 Clock = Callable[[], float]
+
+RATE_SMOOTHING = 0.3
+"""Weight of the newest batch in the moving average of seconds per unit of cost."""
+MIN_BATCHES_OBSERVED = 3
+"""Half-full batches observed before admission trusts their average (the first ones include
+warm-up)."""
+MAX_RETRY_AFTER_S = 60.0
+"""Longest ``Retry-After`` a late-work refusal suggests."""
 
 
 class Scheduler:
@@ -48,7 +62,11 @@ class Scheduler:
         self._clock = clock
         self._queue: dict[int, WorkItem] = {}
         self._live = 0  # queued items of every class but BATCH
+        self._live_cost = 0.0
+        self._total_cost = 0.0
         self._seq = itertools.count()
+        self._seconds_per_cost: float | None = None  # a moving average of recent batches
+        self._batches_observed = 0
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -79,11 +97,57 @@ class Scheduler:
                 f"queue full ({self.policy.max_queue} items waiting); retry shortly",
                 retry_after_s=self._retry_after(),
             )
+        if not admitted and self.policy.refuse_late_work:
+            self._refuse_if_late(item)
         item.arrival = self._clock()
         item.seq = next(self._seq)
         self._queue[item.id] = item
+        self._total_cost += item.cost
         if item.priority is not Priority.BATCH:
             self._live += 1
+            self._live_cost += item.cost
+
+    def observe_batch(self, items: list[WorkItem], seconds: float) -> None:
+        """Record how long a batch of ``items`` took. Batches at least half full give the time
+        per unit of cost that admission expects of a long queue (a moving average): a queue
+        long enough to make work late runs in full batches, which on a GPU take far less per
+        item than the small batches of a quiet server."""
+        cost = sum(item.cost for item in items)
+        if cost <= 0 or seconds < 0 or not self._half_full(items):
+            return
+        rate = seconds / cost
+        previous = self._seconds_per_cost
+        self._seconds_per_cost = (
+            rate if previous is None else (1 - RATE_SMOOTHING) * previous + RATE_SMOOTHING * rate
+        )
+        self._batches_observed += 1
+
+    def _half_full(self, items: list[WorkItem]) -> bool:
+        budget = self.policy.max_batch_cost
+        by_cost = budget is not None and 2 * padded_cost(items) >= budget
+        return by_cost or 2 * len(items) >= self.policy.max_batch_size
+
+    def expected_wait_s(self, item: WorkItem) -> float | None:
+        """Seconds until ``item`` would be done behind the queued work of its class and the
+        classes before it; None until enough well-filled batches were observed to tell (a
+        server that never filled its batches was never overloaded)."""
+        if self._seconds_per_cost is None or self._batches_observed < MIN_BATCHES_OBSERVED:
+            return None
+        ahead = self._total_cost if item.priority is Priority.BATCH else self._live_cost
+        return (ahead + item.cost) * self._seconds_per_cost
+
+    def _refuse_if_late(self, item: WorkItem) -> None:
+        if item.deadline is None:
+            return
+        wait = self.expected_wait_s(item)
+        left = item.deadline - self._clock()
+        if wait is None or wait <= left:
+            return
+        raise OverloadedError(
+            f"the queue holds about {wait:.0f} s of work, and this request's deadline is in "
+            f"{max(left, 0.0):.0f} s; retry shortly",
+            retry_after_s=min(max(1.0, wait - left), MAX_RETRY_AFTER_S),
+        )
 
     def cancel(self, item_id: int) -> WorkItem | None:
         """Remove a waiting item; returns it, or None if it already left the queue."""
@@ -102,8 +166,13 @@ class Scheduler:
 
     def _remove(self, item: WorkItem) -> None:
         del self._queue[item.id]
+        self._total_cost -= item.cost
         if item.priority is not Priority.BATCH:
             self._live -= 1
+            self._live_cost -= item.cost
+        if not self._queue:
+            # Sums of floats drift: an empty queue holds no work.
+            self._total_cost = self._live_cost = 0.0
 
     def ready(self) -> bool:
         """True when a batch should be sent now."""

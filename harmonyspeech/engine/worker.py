@@ -287,6 +287,8 @@ class ModelWorker:
         results = self._infer_isolated([item.payload for item in items])
         seconds = time.perf_counter() - started
         self.stats.record_batch(items, seconds)
+        with self._cond:
+            self._scheduler.observe_batch(items, seconds)
         for (_, future), result in zip(live, results, strict=True):
             if isinstance(result, Exception):
                 result = self._as_error(result)

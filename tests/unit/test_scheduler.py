@@ -266,3 +266,49 @@ def test_expired_items_leave_and_are_never_batched() -> None:
     clock.now = 2.0
     assert [i.payload for i in scheduler.expire()] == ["a"]
     assert [i.payload for i in scheduler.next_batch()] == ["b"]
+
+
+def loaded_scheduler(**policy: object) -> tuple[Scheduler, FakeClock]:
+    """A scheduler that has run three full batches at 1 s per unit of cost."""
+    scheduler, clock = make_scheduler(max_batch_size=4, max_queue=100, **policy)
+    for _ in range(3):
+        scheduler.observe_batch([WorkItem(payload=None, cost=1.0) for _ in range(4)], 4.0)
+    return scheduler, clock
+
+
+def test_new_work_that_would_miss_its_deadline_behind_the_queue_is_refused_at_once() -> None:
+    scheduler, clock = loaded_scheduler()
+    for _ in range(10):  # 10 s of live work
+        scheduler.submit(WorkItem(payload="old", cost=1.0, deadline=clock.now + 60))
+    late = WorkItem(payload="new", cost=1.0, deadline=clock.now + 5)
+    with pytest.raises(OverloadedError, match="about 11 s of work") as refused:
+        scheduler.submit(late)
+    assert refused.value.retry_after_s == pytest.approx(6.0)
+    assert late.id not in scheduler
+    # It fits with more time; work of a request under way is never refused.
+    scheduler.submit(WorkItem(payload="patient", cost=1.0, deadline=clock.now + 12))
+    scheduler.submit(WorkItem(payload="under way", cost=1.0, deadline=clock.now + 5), admitted=True)
+    assert len(scheduler) == 12
+
+
+def test_batch_work_counts_all_queued_work_and_live_work_only_live_work() -> None:
+    scheduler, clock = loaded_scheduler()
+    for _ in range(10):
+        scheduler.submit(WorkItem(payload="job", cost=1.0, priority=Priority.BATCH))
+    # Batch work runs after live work: it delays none of it.
+    scheduler.submit(WorkItem(payload="live", cost=1.0, deadline=clock.now + 5))
+    with pytest.raises(OverloadedError):
+        scheduler.submit(WorkItem(payload="job", cost=1.0, priority=Priority.BATCH, deadline=5))
+
+
+def test_admission_waits_for_full_batches_and_can_be_turned_off() -> None:
+    # Small batches of a quiet server say nothing of a loaded one (on a GPU, far slower per item).
+    scheduler, clock = make_scheduler(max_batch_size=4, max_queue=100)
+    for _ in range(5):
+        scheduler.observe_batch([WorkItem(payload=None, cost=1.0)], 10.0)
+    for _ in range(20):
+        scheduler.submit(WorkItem(payload="x", cost=1.0, deadline=clock.now + 1))
+    off, clock = loaded_scheduler(refuse_late_work=False)
+    for _ in range(20):
+        off.submit(WorkItem(payload="x", cost=1.0, deadline=clock.now + 1))
+    assert len(scheduler) == len(off) == 20

@@ -219,3 +219,20 @@ def test_items_given_up_at_their_deadline_count_as_expired() -> None:
     assert late.cancel()
     stats = w.stats.snapshot()
     assert (stats["cancelled"], stats["expired"]) == (1, 1)
+
+
+def test_work_that_cannot_meet_its_deadline_is_refused_once_batches_were_timed(worker) -> None:
+    w = worker(max_batch_size=2)
+    w.start()
+    assert w.wait_ready(timeout=60)
+    # No full batch timed yet: nothing to judge by, so it is queued (and expires).
+    hopeless = w.submit(request("short"), timeout_s=1e-6)
+    with pytest.raises(DeadlineExceededError):
+        hopeless.result(timeout=60)
+    for _ in range(3):  # three batches, each at least half full
+        pair = [w.submit(request("short")) for _ in range(2)]
+        for future in pair:
+            future.result(timeout=60)
+    with pytest.raises(OverloadedError, match="deadline is in 0 s") as refused:
+        w.submit(request("short"), timeout_s=1e-6)
+    assert refused.value.retry_after_s >= 1
