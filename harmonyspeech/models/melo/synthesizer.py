@@ -117,9 +117,9 @@ class MeloSynthesizer:
             dtype: Decoder precision: ``float32``, ``bfloat16``, ``float16`` or ``auto``, the
                 fastest that keeps batches exact: bfloat16 on CPUs with native bf16
                 (``cpu_has_native_bf16``; each item runs on its own there, see
-                ``items_alone``, so a batch equals its items alone), float32 elsewhere. Durations are always float32, so
-                only the waveform's rounding changes (by up to ~5e-3 in bfloat16, ~7e-4 in
-                float16, measured with the real-size network).
+                ``items_alone``, so a batch equals its items alone), float32 elsewhere.
+                Durations are always float32, so only the waveform's rounding changes (by up
+                to ~5e-3 in bfloat16, ~7e-4 in float16, measured with the real-size network).
             channels_last: Decoder layout; None: channels-last on CPU and in half precision
                 (see ``prepare_network``).
             decoder_batch_size: See the class arguments.
