@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harmonyspeech.errors import InvalidRequestError
 from harmonyspeech.models.types import SynthesisRequest
@@ -78,6 +78,20 @@ class SpeechRequest(BaseModel):
     """Extension: MeloTTS prior noise."""
     noise_scale_w: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     """Extension: MeloTTS duration noise."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_mean_defaults(cls, data: Any) -> Any:
+        # Clients that send every optional field send null for those left unset
+        # ("speed": null); that means the default, not a type error.
+        if not isinstance(data, dict):
+            return data
+        defaulted = {
+            name
+            for name, field in cls.model_fields.items()
+            if not field.is_required() and field.default is not None
+        }
+        return {k: v for k, v in data.items() if not (v is None and k in defaulted)}
 
     @field_validator("voice", mode="before")
     @classmethod
