@@ -240,3 +240,12 @@ class UsageError(ConfigError):
     """A command's arguments are wrong (a missing input file, an address of the wrong kind)."""
 
     header = "invalid arguments"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """A client's value for an error message or a log line: quoted and escaped (it cannot
+    forge a line of its own), and cut to ``limit`` characters (an error need not echo a
+    100 kB field back)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from harmonyspeech.audio import Audio
 from harmonyspeech.config import MeloTTSModelConfig
-from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError
+from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, ModelLoadError, quoted
 from harmonyspeech.models.allocator import retain_freed_memory
 from harmonyspeech.models.base import (
     ModelAdapter,
@@ -274,7 +274,7 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             return int(speakers[name])
         known = [*speakers, *self.config.options.voices]
         raise InvalidRequestError(
-            f"unknown voice {voice!r}; available: {', '.join(known)}", param="voice"
+            f"unknown voice {quoted(voice)}; available: {', '.join(known)}", param="voice"
         )
 
 

@@ -20,7 +20,7 @@ from harmonyspeech.config import (
     format_validation_errors,
     load_config,
 )
-from harmonyspeech.errors import ConfigError, NotFoundError
+from harmonyspeech.errors import ConfigError, NotFoundError, quoted
 from harmonyspeech.models.registry import FAMILIES
 
 
@@ -83,7 +83,7 @@ class PipelineCatalog:
         if pipeline is None or (produces is not None and pipeline.produces != produces):
             reason = "does not exist" if pipeline is None else "cannot serve this endpoint"
             raise NotFoundError(
-                f"model {name!r} {reason}; available: {', '.join(self.names(produces))}",
+                f"model {quoted(name)} {reason}; available: {', '.join(self.names(produces))}",
                 param="model",
                 code="model_not_found",
             )

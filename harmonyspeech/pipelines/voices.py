@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harmonyspeech.errors import InternalError, NotFoundError
+from harmonyspeech.errors import InternalError, NotFoundError, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -170,4 +170,4 @@ def _read_record(folder: Path) -> VoiceRecord:
 
 
 def _not_found(voice_id: str) -> NotFoundError:
-    return NotFoundError(f"no voice {voice_id!r}", param="voice")
+    return NotFoundError(f"no voice {quoted(voice_id)}", param="voice")

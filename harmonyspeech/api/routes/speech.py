@@ -25,7 +25,7 @@ from harmonyspeech.api.protocol import SpeechRequest
 from harmonyspeech.api.ratelimit import charge_audio_seconds
 from harmonyspeech.api.streaming import StreamBrokenOff, started
 from harmonyspeech.audio import CONTENT_TYPES, StreamEncoder
-from harmonyspeech.errors import HarmonySpeechError
+from harmonyspeech.errors import HarmonySpeechError, quoted
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.pipelines.speech import SpeechItem, encoded_file, retries
 from harmonyspeech.pipelines.validation import Score
@@ -104,11 +104,11 @@ LOGGED_NAMES = 8
 
 
 def _quoted(names: list[str]) -> str:
-    """Client-chosen names for a log line: quoted and escaped (a name holding a newline cannot
-    forge a line of its own), each cut short, and only the first few."""
-    quoted = ", ".join(repr(name[:64]) for name in names[:LOGGED_NAMES])
+    """Client-chosen names for a log line: each quoted and cut short (``quoted``), and only the
+    first few."""
+    shown = ", ".join(quoted(name, 64) for name in names[:LOGGED_NAMES])
     more = len(names) - LOGGED_NAMES
-    return f"{quoted} and {more} more" if more > 0 else quoted
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _score_header(score: Score | None) -> dict[str, str]:

@@ -26,6 +26,7 @@ from harmonyspeech.errors import (
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    quoted,
 )
 from harmonyspeech.models.types import ToneColor
 from harmonyspeech.pipelines.context import PipelineContext
@@ -123,7 +124,7 @@ async def get_voice(runtime: Runtime, voice_id: str, model: str | None = None) -
     entries = await builtin_voices(runtime, _speech_pipelines(runtime, model))
     entry = next((e for e in entries if e["id"] == voice_id), None)
     if entry is None:
-        raise NotFoundError(f"no voice {voice_id!r}", param="voice_id")
+        raise NotFoundError(f"no voice {quoted(voice_id)}", param="voice_id")
     return entry
 
 
