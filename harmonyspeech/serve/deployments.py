@@ -26,6 +26,8 @@ from harmonyspeech.serve.metrics import use_ray
 
 logger = logging.getLogger(__name__)
 
+PACKAGE_LOGGER = "harmonyspeech"
+
 MODEL_REPLICA_ENV_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
 """Environment a model replica sets for itself before its runtime loads, where the
 environment (``server.ray.runtime_env``, the cluster's) does not already set the variable.
@@ -66,6 +68,7 @@ class ModelServer:
 
     def __init__(self, model: ModelConfig):
         apply_replica_env_defaults()
+        log_through_serve()
         # Metrics go through Ray's metrics agent, tagged with this deployment and replica.
         use_ray()
         self.config = model
@@ -102,6 +105,23 @@ class ModelServer:
         self.worker.stop(timeout=5)
 
 
+SERVE_LOGGER = "ray.serve"
+"""The logger Serve sets up in each replica: its log file, and stderr."""
+
+
+def log_through_serve() -> None:
+    """Send this package's log records of a replica where Serve sends its own, at its level.
+
+    Serve sets up only its own logger in a replica; records of other loggers reach the root
+    logger, which shows warnings only, so "model loaded", say, went nowhere.
+    """
+    serve_logger = logging.getLogger(SERVE_LOGGER)
+    package = logging.getLogger(PACKAGE_LOGGER)
+    package.setLevel(serve_logger.getEffectiveLevel())
+    package.handlers = list(serve_logger.handlers)
+    package.propagate = not package.handlers
+
+
 class StreamsBrokenOffLoggedOnce(logging.Filter):
     """Drops Serve's traceback of a stream the app broke off on purpose.
 
@@ -122,7 +142,8 @@ class Ingress:
 
     def __init__(self, config: EngineConfig, models: dict[str, DeploymentHandle]):
         use_ray()
-        logging.getLogger("ray.serve").addFilter(_QUIET_BROKEN_STREAMS)
+        log_through_serve()
+        logging.getLogger(SERVE_LOGGER).addFilter(_QUIET_BROKEN_STREAMS)
         clients = {name: ServeModelClient(name, handle) for name, handle in models.items()}
         self.runtime = EngineRuntime(config, clients)
         self.lifecycle = Lifecycle()

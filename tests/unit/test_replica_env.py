@@ -40,3 +40,26 @@ def test_applying_after_torch_loaded_says_it_has_no_effect(
     with caplog.at_level(logging.WARNING, logger="harmonyspeech.serve.deployments"):
         apply_replica_env_defaults({})
     assert "has no effect" in caplog.text
+
+
+def test_a_replica_logs_this_package_where_serve_logs_at_its_level() -> None:
+    # Serve sets up only its own logger in a replica: info lines such as "model loaded" went
+    # nowhere. A fresh process, as a replica is, with Serve's logger set up as Serve does.
+    probe = """
+import logging, sys
+from harmonyspeech.serve.deployments import log_through_serve
+serve = logging.getLogger("ray.serve")
+serve.propagate = False
+serve.setLevel(logging.INFO)
+serve.handlers.clear()
+handler = logging.StreamHandler(sys.stdout)
+handler.setFormatter(logging.Formatter("serve-format %(name)s %(message)s"))
+serve.addHandler(handler)
+log_through_serve()
+logging.getLogger("harmonyspeech.engine.worker").info("model loaded")
+logging.getLogger("harmonyspeech.api").debug("below the level")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.splitlines() == ["serve-format harmonyspeech.engine.worker model loaded"]
