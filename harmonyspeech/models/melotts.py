@@ -180,9 +180,11 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             for (index, piece), feats in zip(pieces, features, strict=True)
         ]
         waveforms = self._synth.synthesize(synth_items) if synth_items else []
-        per_item: dict[int, list[Any]] = {}
+        per_item: dict[int, list[Any]] = {
+            index: [] for index, prepared in enumerate(results) if isinstance(prepared, list)
+        }
         for (index, _), wave in zip(pieces, waveforms, strict=True):
-            per_item.setdefault(index, []).append(wave)
+            per_item[index].append(wave)
         for index, waves in per_item.items():
             results[index] = Audio(self._joined(waves, items[index].speed), self._synth.sample_rate)
         return results
@@ -193,12 +195,14 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
         Usually one piece; text that normalisation spells out very long (huge numbers) is cut
         into several, synthesised in the same batch and joined like sentences.
         """
-        from harmonyspeech.text import to_sequence
+        from harmonyspeech.text import speaks, to_sequence
         from harmonyspeech.text.sentences import item_seed
 
         try:
             speaker = self.speaker_id(item.voice)
-            outputs = self._frontend.pieces(item.text)
+            # Nothing to speak (emoji alone, say) is no audio: the pause between sentences,
+            # as for punctuation alone.
+            outputs = [out for out in self._frontend.pieces(item.text) if speaks(out.phones)]
             if self._bert is not None and any(
                 len(out.token_ids) > self._bert.max_tokens for out in outputs
             ):
@@ -230,8 +234,8 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
 
         from harmonyspeech.text.sentences import gap_samples
 
-        if len(waves) == 1:
-            return waves[0]
+        if len(waves) <= 1:
+            return waves[0] if waves else np.zeros(0, dtype=np.float32)
         gap = np.zeros(gap_samples(self._synth.sample_rate, speed), dtype=np.float32)
         parts = [part for wave in waves for part in (wave, gap)][:-1]
         return np.concatenate(parts)

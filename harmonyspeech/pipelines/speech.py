@@ -26,6 +26,8 @@ class SpeechItem:
             while attempts go on, the best score so far.
         best_audio: The audio of the best-scoring attempt so far.
         retry: Set by a stage that wants the sentence synthesised again (with ``seed``).
+        silent: The synthesizer found nothing to speak in ``text`` (emoji, symbols, a script its
+            language drops): like a pause, no later stage works on it.
     """
 
     index: int
@@ -36,12 +38,14 @@ class SpeechItem:
     score: Score | None = None
     best_audio: Audio | None = None
     retry: bool = False
+    silent: bool = False
 
     @property
     def is_pause(self) -> bool:
         """Whether the item has nothing to speak (the whole input was punctuation, e.g.
-        "..."): its audio is the inter-piece silence, and no model runs on it."""
-        return not self.text
+        "...", or nothing the synthesizer can speak): its audio is the inter-piece silence, and
+        no (further) model runs on it."""
+        return not self.text or self.silent
 
 
 def pause(speed: float) -> Audio:

@@ -259,6 +259,7 @@ class SynthesizeStage:
         audio = await client.infer(
             request, priority=ctx.item_priority(item.index), timeout_s=ctx.remaining_s()
         )
+        item.silent = audio.samples.size == 0  # nothing to speak: the gap alone
         item.audio = with_gap(audio, speech.speed)
         item.attempts += 1
 

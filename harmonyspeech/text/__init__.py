@@ -18,6 +18,7 @@ from harmonyspeech.text.sequence import (
     PhoneSequence,
     frontend_language,
     intersperse,
+    speaks,
     symbol_table,
     to_sequence,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "frontend_language",
     "intersperse",
     "normalize_english",
+    "speaks",
     "split_camel_case",
     "split_sentences_latin",
     "symbol_table",

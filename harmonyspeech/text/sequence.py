@@ -35,6 +35,17 @@ TONE_START: Mapping[str, int] = {
     "RU": 15,
 }
 
+SILENT_SYMBOLS = frozenset({"_", "!", "?", "…", ",", ".", "'", "-", "SP", "UNK"})
+"""Symbols that carry no speech: the pad and MeloTTS's punctuation marks."""
+
+
+def speaks(phones: Sequence[str]) -> bool:
+    """Whether a frontend's phones hold anything to speak: text of emoji, symbols or a script
+    the frontend drops comes out as pads and punctuation alone, on which the network would
+    only make a short noise."""
+    return any(phone not in SILENT_SYMBOLS for phone in phones)
+
+
 # Checkpoint language names (config.json / the TTS language argument) -> frontend language.
 FRONTEND_LANGUAGES: Mapping[str, str] = {"EN": "EN", "EN_V2": "EN", "EN_NEWEST": "EN"}
 

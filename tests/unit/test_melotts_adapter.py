@@ -63,3 +63,18 @@ def test_a_bad_item_fails_alone_next_to_a_cut_one(adapter: MeloTTSAdapter) -> No
     )
     assert isinstance(bad, InvalidRequestError) and bad.param == "voice"
     assert not isinstance(long, Exception) and long.duration > 1.0
+
+
+def test_text_with_nothing_to_speak_is_no_audio_next_to_a_spoken_item(
+    adapter: MeloTTSAdapter,
+) -> None:
+    # Emoji, symbols and scripts the English frontend drops used to be a short noise (the
+    # network on pads alone); now they are nothing, which the pipeline makes the sentence pause.
+    silent = ["😀", "∑∫√∞", "###", "こんにちは", "\u200b"]
+    results = adapter.infer_batch(
+        [SynthesisRequest(text, voice="EN-US", seed=3) for text in [*silent, "Hello there."]]
+    )
+    for text, audio in zip(silent, results, strict=False):
+        assert not isinstance(audio, Exception), text
+        assert audio.samples.size == 0 and audio.sample_rate == 44100, text
+    assert results[-1].duration > 0.2
