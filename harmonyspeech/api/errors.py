@@ -12,11 +12,13 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from harmonyspeech.api.metrics import record_error
+from harmonyspeech.api.middleware import CLIENT_CLOSED_REQUEST
 from harmonyspeech.api.streaming import StreamBrokenOff
 from harmonyspeech.errors import (
     HarmonySpeechError,
@@ -56,6 +58,11 @@ def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute]) -> None
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(http_to_error(request, exc, routes))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(_: Request, exc: ClientDisconnect) -> Response:
+        # The client left while its request was read: no one to answer, nothing failed.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

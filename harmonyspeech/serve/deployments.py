@@ -9,6 +9,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from ray import serve
+from ray.exceptions import TaskCancelledError
 from ray.serve.handle import DeploymentHandle
 
 from harmonyspeech.api.app import create_app
@@ -137,6 +138,31 @@ class StreamsBrokenOffLoggedOnce(logging.Filter):
 _QUIET_BROKEN_STREAMS = StreamsBrokenOffLoggedOnce()
 
 
+class CancelledReceiveIsDisconnect:
+    """ASGI middleware: a ``receive`` that Ray cancelled is the client's disconnect.
+
+    When a request is cancelled (its client hung up), Serve's ``receive`` may raise Ray's
+    ``TaskCancelledError`` instead of answering ``http.disconnect``; Starlette then failed the
+    response as an unhandled error, logged with its traceback and counted as a 500.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def receive_or_disconnect() -> dict[str, Any]:
+            try:
+                return await receive()
+            except TaskCancelledError:
+                return {"type": "http.disconnect"}
+
+        await self.app(scope, receive_or_disconnect, send)
+
+
 class Ingress:
     """The HTTP front: the FastAPI app over clients of every model deployment."""
 
@@ -160,4 +186,6 @@ class Ingress:
         return self.runtime.config.model_dump(mode="json")
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.runtime, lifecycle=self.lifecycle)
+        app = create_app(self.runtime, lifecycle=self.lifecycle)
+        app.add_middleware(CancelledReceiveIsDisconnect)
+        return app
