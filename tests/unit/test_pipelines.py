@@ -215,34 +215,6 @@ async def test_a_stream_read_slower_than_its_deadline_delivers_audio_already_mad
     assert delivered == len(client.calls) == 3
 
 
-async def test_a_sentence_with_nothing_to_speak_is_a_pause_no_later_stage_checks() -> None:
-    # The synthesizer answers no audio for text it cannot speak (emoji alone): Whisper would
-    # have scored the silence as all wrong and had it synthesised again, max_retries times.
-    config = {
-        "models": [
-            {"name": "melo", "family": "melotts"},
-            {"name": "whisper", "family": "faster-whisper"},
-        ],
-        "pipelines": [
-            {
-                "name": "checked",
-                "stages": [
-                    {"kind": "synthesize", "model": "melo"},
-                    {"kind": "validate", "model": "whisper"},
-                ],
-            }
-        ],
-    }
-    pipeline = build_catalog(load_config(config)).resolve("checked")
-    synthesizer = ScriptedClient(Audio(np.zeros(0, np.float32), 44100))
-    whisper = ScriptedClient(AssertionError("Whisper must not run on a pause"))
-    ctx = PipelineContext.with_timeout(10.0, speech=SynthesisRequest(text="😀", voice="EN-US"))
-    runner = PipelineRunner({"melo": synthesizer, "whisper": whisper})
-    [item] = [item async for item in runner.stream(pipeline, ctx)]
-    assert item.is_pause and whisper.calls == [] and len(synthesizer.calls) == 1
-    assert item.audio is not None and item.audio.duration == pytest.approx(0.05)
-
-
 CLONING = {
     "models": [
         {"name": "melo", "family": "melotts"},

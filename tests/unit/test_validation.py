@@ -245,3 +245,28 @@ def test_a_language_whisper_does_not_know_fails_the_config_check() -> None:
     [(where, message)] = info.value.problems
     assert where.startswith("pipelines[0].stages[1].options")
     assert "'EN' is not a Whisper language code" in message
+
+
+async def test_a_sentence_with_nothing_to_speak_is_a_pause_whisper_does_not_check() -> None:
+    # The synthesizer answers no audio for text it cannot speak (emoji alone): Whisper would
+    # have scored the silence as all wrong and had it synthesised again, max_retries times.
+    pipeline = build_catalog(load_config(config())).resolve("checked")
+    synth = SilentSynth()
+    clients = {"melo": synth, "whisper": SeedTranscriber(SeedSynth(), None)}
+    ctx = PipelineContext.with_timeout(10.0, speech=SynthesisRequest(text="😀", voice="EN-US"))
+    [item] = [item async for item in PipelineRunner(clients).stream(pipeline, ctx)]
+    assert item.is_pause and synth.calls == 1 and item.score is None
+    assert item.audio is not None and item.audio.duration == pytest.approx(0.05)
+
+
+class SilentSynth:
+    """Finds nothing to speak in any text, as the MeloTTS adapter in emoji alone."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def infer(
+        self, payload: Any, *, priority: Priority, timeout_s: float | None, admitted: bool = False
+    ) -> Any:
+        self.calls += 1
+        return Audio(np.zeros(0, dtype=np.float32), 44100)
