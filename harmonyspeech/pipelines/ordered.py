@@ -33,9 +33,15 @@ async def in_order(
 
 
 def cancel_all(futures: Sequence[asyncio.Future[Any]]) -> None:
-    """Cancel what still runs; collect what already failed (the request already has its error)."""
+    """Cancel what still runs, and collect what failed, now or later (the request already has
+    its error): a task asked to cancel may still end with its own error (a refusal that was on
+    its way), which asyncio would otherwise log as never retrieved, with its traceback."""
     for future in futures:
         if not future.done():
             future.cancel()
-        elif not future.cancelled():
-            future.exception()
+        future.add_done_callback(_collect)
+
+
+def _collect(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
