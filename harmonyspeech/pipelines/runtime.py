@@ -14,6 +14,7 @@ from harmonyspeech.config import EngineConfig
 from harmonyspeech.engine.client import LocalModelClient, ModelClient
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker
+from harmonyspeech.errors import InvalidRequestError, quoted
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.models.types import SynthesisRequest
 from harmonyspeech.pipelines.cloning import use_cloned_voice
@@ -64,7 +65,24 @@ class EngineRuntime:
             use_cloned_voice(
                 pipeline, ctx, stored.embedding, self.catalog, made_by=stored.record.model
             )
+        else:
+            await self._check_builtin_voice(pipeline, speech.voice)
         return ctx
+
+    async def _check_builtin_voice(self, pipeline: PipelineSpec, voice: str) -> None:
+        """Refuse a voice the pipeline's synthesizer lacks now (400), before a full queue can
+        refuse the request as overload (a 503, which clients retry in vain). The synthesizer
+        checks it again; until it has loaded, only it does."""
+        stage = pipeline.stage("synthesize")
+        facts = await self.model_facts(stage.model) if stage is not None else {}
+        if "speakers" not in facts:
+            return
+        aliases: dict[str, str] = facts.get("voices", {})
+        if aliases.get(voice, voice) not in facts["speakers"]:
+            known = ", ".join([*facts["speakers"], *aliases])
+            raise InvalidRequestError(
+                f"unknown voice {quoted(voice)}; available: {known}", param="voice"
+            )
 
     async def model_facts(self, name: str) -> dict[str, Any]:
         """What a loaded model says about itself (``ModelAdapter.describe``): speakers, sample

@@ -601,3 +601,31 @@ async def test_a_task_that_ends_with_its_own_error_after_cancel_all_is_collected
     gc.collect()
     loop.set_exception_handler(None)
     assert unretrieved == []
+
+
+class MeloFacts(ReadyModel):
+    """A loaded synthesizer's status: its speakers and configured voice names."""
+
+    async def status(self) -> dict[str, Any]:
+        info = {"speakers": ["EN-US", "EN-BR"], "voices": {"alloy": "EN-US"}}
+        return {"state": "ready", "info": info}
+
+    async def infer(self, *args: Any, **kwargs: Any) -> Any:
+        raise OverloadedError("queue full")  # as under load: the voice must be checked first
+
+
+async def test_an_unknown_voice_is_a_400_before_any_queue_can_refuse_it(tmp_path) -> None:
+    # Under load it was a 503 (the queue refused it first), which clients retry in vain.
+    config = load_config({**CLONING, "server": {"voices": {"path": str(tmp_path)}}})
+    runtime = EngineRuntime(config, {"melo": MeloFacts(), "openvoice": DemoModel()})
+    pipeline = runtime.catalog.resolve("tts")
+    with pytest.raises(InvalidRequestError, match="unknown voice 'nobody'") as unknown:
+        await runtime.speech_context(
+            pipeline, SynthesisRequest(text="Hi.", voice="nobody"), timeout_s=10
+        )
+    assert unknown.value.param == "voice"
+    for voice in ("alloy", "EN-BR"):
+        ctx = await runtime.speech_context(
+            pipeline, SynthesisRequest(text="Hi.", voice=voice), timeout_s=10
+        )
+        assert ctx.speech is not None and ctx.speech.voice == voice
