@@ -283,10 +283,13 @@ def test_new_work_that_would_miss_its_deadline_behind_the_queue_is_refused_at_on
     late = WorkItem(payload="new", cost=1.0, deadline=clock.now + 5)
     with pytest.raises(OverloadedError, match="about 11 s of work") as refused:
         scheduler.submit(late)
-    assert refused.value.retry_after_s == pytest.approx(6.0)
+    # It would wait 11 s, where it may expect to wait a fifth less than its 5 s (headroom).
+    assert refused.value.retry_after_s == pytest.approx(11 - 0.8 * 5)
     assert late.id not in scheduler
     # It fits with more time; work of a request under way is never refused.
-    scheduler.submit(WorkItem(payload="patient", cost=1.0, deadline=clock.now + 12))
+    with pytest.raises(OverloadedError):
+        scheduler.submit(WorkItem(payload="just late", cost=1.0, deadline=clock.now + 13))
+    scheduler.submit(WorkItem(payload="patient", cost=1.0, deadline=clock.now + 14))
     scheduler.submit(WorkItem(payload="under way", cost=1.0, deadline=clock.now + 5), admitted=True)
     assert len(scheduler) == 12
 
@@ -312,3 +315,17 @@ def test_admission_waits_for_full_batches_and_can_be_turned_off() -> None:
     for _ in range(20):
         off.submit(WorkItem(payload="x", cost=1.0, deadline=clock.now + 1))
     assert len(scheduler) == len(off) == 20
+
+
+def test_a_request_under_way_goes_before_first_chunks_that_would_make_it_late() -> None:
+    scheduler, clock = loaded_scheduler(max_wait_ms=0)  # 1 s per unit of cost, batches of 4
+    scheduler.submit(WorkItem(payload="a1", cost=1.0, deadline=10.0), admitted=True)
+    for name in "bcdefgh":  # 7 s of first sentences of newer requests
+        scheduler.submit(
+            WorkItem(payload=f"{name}0", cost=1.0, priority=Priority.FIRST_CHUNK, deadline=60.0)
+        )
+    # a1 has time: the first chunks go first.
+    assert [i.payload for i in scheduler.next_batch()] == ["b0", "c0", "d0", "e0"]
+    clock.now = 7.0  # now 3 s of first chunks are ahead of it, and 3 s are left
+    batch = [i.payload for i in scheduler.next_batch()]
+    assert batch[0] == "a1" and set(batch[1:]) <= {"f0", "g0", "h0"}
