@@ -9,7 +9,7 @@ result equal to the sentence run alone (``harmonyspeech.models.melo``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from harmonyspeech.audio import Audio
@@ -273,13 +273,22 @@ class MeloTTSAdapter(ModelAdapter[SynthesisRequest, Audio]):
             InvalidRequestError: Unknown voice (param ``voice``), listing the known ones.
         """
         speakers = self._synth.spk2id
-        name = self.config.options.voices.get(voice, voice)
-        if name in speakers:
-            return int(speakers[name])
-        known = [*speakers, *self.config.options.voices]
-        raise InvalidRequestError(
-            f"unknown voice {quoted(voice)}; available: {', '.join(known)}", param="voice"
-        )
+        return int(speakers[speaker_of(voice, speakers, self.config.options.voices)])
+
+
+def speaker_of(voice: str, speakers: Collection[str], aliases: Mapping[str, str]) -> str:
+    """The speaker a voice names: a speaker itself, or a configured alias of one.
+
+    Raises:
+        InvalidRequestError: Unknown voice (param ``voice``), listing the known ones.
+    """
+    name = aliases.get(voice, voice)
+    if name in speakers:
+        return name
+    known = [*speakers, *aliases]
+    raise InvalidRequestError(
+        f"unknown voice {quoted(voice)}; available: {', '.join(known)}", param="voice"
+    )
 
 
 def _or(value: float | None, default: float) -> float:

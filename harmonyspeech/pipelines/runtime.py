@@ -14,7 +14,7 @@ from harmonyspeech.config import EngineConfig
 from harmonyspeech.engine.client import LocalModelClient, ModelClient
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker
-from harmonyspeech.errors import InvalidRequestError, quoted
+from harmonyspeech.models.melotts import speaker_of
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.models.types import SynthesisRequest
 from harmonyspeech.pipelines.cloning import use_cloned_voice
@@ -77,12 +77,7 @@ class EngineRuntime:
         facts = await self.model_facts(stage.model) if stage is not None else {}
         if "speakers" not in facts:
             return
-        aliases: dict[str, str] = facts.get("voices", {})
-        if aliases.get(voice, voice) not in facts["speakers"]:
-            known = ", ".join([*facts["speakers"], *aliases])
-            raise InvalidRequestError(
-                f"unknown voice {quoted(voice)}; available: {known}", param="voice"
-            )
+        speaker_of(voice, facts["speakers"], facts.get("voices", {}))
 
     async def model_facts(self, name: str) -> dict[str, Any]:
         """What a loaded model says about itself (``ModelAdapter.describe``): speakers, sample
