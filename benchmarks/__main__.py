@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from harmonyspeech.models.process_env import apply_model_env_defaults
+
 BENCHMARKS = {
     "vad": "benchmarks.bench_vad",
     "whisper": "benchmarks.bench_whisper",
@@ -25,6 +27,9 @@ def main() -> None:
     unknown = set(args.names) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    # As our model processes run (before any benchmark imports torch): a benchmark that
+    # needs a plain process for a baseline starts one (see bench_melo_network).
+    apply_model_env_defaults()
     for name in args.names or list(BENCHMARKS):
         result = importlib.import_module(BENCHMARKS[name]).run(quick=args.quick)
         path = result.save()

@@ -9,9 +9,12 @@ Rows, all on the same items and weights:
 
 * the baseline, a plain batch-1 loop of the unoptimised network: upstream's own
   ``SynthesizerTrn`` (fetched by ``tests/unit/melo/fetch_reference.py``) under ``torch.no_grad``
-  as upstream's ``TTS`` runs it, and with autograd on; without the upstream cache, our network
-  with unfolded weight norm, the default layout and autograd on. These run first, with glibc's
-  default allocator settings, as a plain process runs them;
+  as upstream's ``TTS`` runs it, in a fresh plain process: without the environment our model
+  processes give themselves (``MODEL_ENV_DEFAULTS``, which ``python -m benchmarks`` applies to
+  its own process), so with oneDNN's default kernel cache, which upstream's loop overflows;
+* in this process, with that environment (a kernel cache of 8,192), the same loop under
+  ``no_grad`` and with autograd on (without the upstream cache: our network with unfolded
+  weight norm, the default layout and autograd on), with glibc's default allocator settings;
 * upstream again after the process took the allocator setting our model workers apply
   (``harmonyspeech.models.allocator``; it cannot be undone in-process, hence the order), to
   show how much of the gain that setting alone brings;
@@ -41,7 +44,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +66,7 @@ from harmonyspeech.models.melo.checkpoint import (
     read_state_dict,
 )
 from harmonyspeech.models.melo.network import PerItemNoise
+from harmonyspeech.models.process_env import MODEL_ENV_DEFAULTS
 
 TOKENS_FULL = tuple(range(21, 122, 20)) + tuple(range(27, 122, 10))
 TOKENS_QUICK = (21, 61, 101, 41)
@@ -147,6 +154,35 @@ def upstream_runner(checkpoint: Path, *, autograd: bool, device: str = "cpu") ->
     return synthesize
 
 
+def plain_process_row(checkpoint: Path, quick: bool) -> dict | None:
+    """Upstream's ``no_grad`` loop measured in a fresh process without ``MODEL_ENV_DEFAULTS``
+    (None without the upstream cache): what running MeloTTS as it is gives."""
+    environ = {k: v for k, v in os.environ.items() if k not in MODEL_ENV_DEFAULTS}
+    probe = (
+        "import json, sys; from benchmarks.bench_melo_network import plain_upstream; "
+        "print(json.dumps(plain_upstream(sys.argv[1], sys.argv[2] == 'quick')))"
+    )
+    argv = [sys.executable, "-c", probe, str(checkpoint), "quick" if quick else "full"]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(argv, env=environ, cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def plain_upstream(checkpoint: str, quick: bool) -> dict | None:
+    """The row of :func:`plain_process_row`, run inside that process."""
+    torch.set_num_threads(_threads())
+    upstream = upstream_runner(Path(checkpoint), autograd=False)
+    if upstream is None:
+        return None
+    items = corpus(TOKENS_QUICK if quick else TOKENS_FULL)
+    name = "upstream SynthesizerTrn, no_grad, plain process"
+    return measure(name, upstream, items, 1)[0]
+
+
+def _threads() -> int:
+    return int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
+
+
 def unoptimised_runner(checkpoint: Path, device: str = "cpu") -> Synthesize:
     """Our network as loaded, unprepared: weight norm unfolded, default layout, autograd on."""
     hparams = load_hparams(checkpoint)
@@ -170,7 +206,7 @@ def run(quick: bool = False) -> BenchResult:
 
     ``HARMONYSPEECH_BENCH_DEVICE=cuda`` runs the GPU rows instead (see :func:`_gpu_rows`).
     """
-    threads = int(os.environ.get("HARMONYSPEECH_BENCH_THREADS", os.cpu_count() or 1))
+    threads = _threads()
     device = os.environ.get("HARMONYSPEECH_BENCH_DEVICE", "cpu")
     torch.set_num_threads(threads)
     items = corpus(TOKENS_QUICK if quick else TOKENS_FULL)
@@ -188,7 +224,10 @@ def run(quick: bool = False) -> BenchResult:
 
 
 def _cpu_rows(checkpoint: Path, items, quick: bool) -> tuple[list[dict], dict[str, list]]:
+    plain = plain_process_row(checkpoint, quick)
     rows, outputs = _baselines(checkpoint, items, quick)
+    if plain is not None:
+        rows.insert(0, plain)
     retain_freed_memory()  # as our model workers do, from here on (see the module docstring)
     upstream = upstream_runner(checkpoint, autograd=False)
     if upstream is not None:
@@ -392,6 +431,13 @@ def _result(rows: list[dict], outputs: dict[str, list], threads: int, quick: boo
         if row["variant"].endswith("autograd"):
             best = max(r["x_realtime"] for r in ours)
             summary["best_speedup_vs_autograd_baseline"] = best / row["x_realtime"]
+    if rows[0]["variant"].endswith("plain process"):
+        # Against upstream with the same environment as ours (the row after the plain one).
+        same = rows[1]["x_realtime"]
+        summary["best_speedup_vs_upstream_in_this_process"] = summary["best_x_realtime"] / same
+        if half:
+            best_half = summary["best_half_precision_x_realtime"]
+            summary["best_half_precision_speedup_vs_upstream_in_this_process"] = best_half / same
     return BenchResult(name="melo_network", rows=rows, summary=summary)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -20,6 +18,7 @@ from harmonyspeech.engine.client import worker_status
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker, WorkerState
 from harmonyspeech.errors import HarmonySpeechError
+from harmonyspeech.models.process_env import apply_model_env_defaults
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.pipelines.runtime import EngineRuntime
 from harmonyspeech.serve.clients import Refusal, ServeModelClient
@@ -28,35 +27,6 @@ from harmonyspeech.serve.metrics import use_ray
 logger = logging.getLogger(__name__)
 
 PACKAGE_LOGGER = "harmonyspeech"
-
-MODEL_REPLICA_ENV_DEFAULTS = {"GOMP_SPINCOUNT": "1000"}
-"""Environment a model replica sets for itself before its runtime loads, where the
-environment (``server.ray.runtime_env``, the cluster's) does not already set the variable.
-
-Torch and CTranslate2 run their CPU threads on GNU OpenMP, whose idle threads spin 300,000
-times before they sleep. Model replicas share a machine's cores, and while one model's threads
-spin between two operations the next model in the pipeline cannot use those cores: on 2 cores,
-cloned speech (MeloTTS then OpenVoice, 2 threads each) gave 2.45 audio-s/s at the default and
-3.9-4.6 with 1,000 spins (four runs), while MeloTTS alone kept its speed. Never spinning
-(``OMP_WAIT_POLICY=PASSIVE``) did as well for cloned speech but cost a model alone 16 %
-(``python -m benchmarks cloning``; a MeloTTS-plus-converter process)."""
-
-_OPENMP_RUNTIMES = ("torch", "ctranslate2")
-"""Modules that load an OpenMP runtime, which reads its settings once, when it loads."""
-
-
-def apply_replica_env_defaults(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Set :data:`MODEL_REPLICA_ENV_DEFAULTS` that ``environ`` lacks; returns those it set.
-
-    Must run before torch or CTranslate2 is imported in the process (model adapters import
-    them in ``load()``); a warning says so when it runs too late.
-    """
-    applied = {k: v for k, v in MODEL_REPLICA_ENV_DEFAULTS.items() if k not in environ}
-    environ.update(applied)
-    loaded = [name for name in _OPENMP_RUNTIMES if name in sys.modules]
-    if applied and loaded:
-        logger.warning("%s already loaded: %s has no effect in this process", loaded, applied)
-    return applied
 
 
 class ModelServer:
@@ -68,7 +38,7 @@ class ModelServer:
     """
 
     def __init__(self, model: ModelConfig):
-        apply_replica_env_defaults()
+        apply_model_env_defaults()
         log_through_serve()
         # Metrics go through Ray's metrics agent, tagged with this deployment and replica.
         use_ray()

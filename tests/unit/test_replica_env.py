@@ -1,4 +1,4 @@
-"""The environment a model replica gives itself before its OpenMP runtime loads."""
+"""The environment a model process gives itself before its OpenMP runtime and oneDNN load."""
 
 from __future__ import annotations
 
@@ -8,23 +8,30 @@ import sys
 
 import pytest
 
-from harmonyspeech.serve.deployments import MODEL_REPLICA_ENV_DEFAULTS, apply_replica_env_defaults
+from harmonyspeech.models.process_env import MODEL_ENV_DEFAULTS, apply_model_env_defaults
 
 
 def test_defaults_fill_only_what_the_environment_lacks() -> None:
     bare: dict[str, str] = {"HOME": "/root"}
-    assert apply_replica_env_defaults(bare) == {"GOMP_SPINCOUNT": "1000"}
-    assert bare == {"HOME": "/root", **MODEL_REPLICA_ENV_DEFAULTS}
+    assert apply_model_env_defaults(bare) == {
+        "GOMP_SPINCOUNT": "1000",
+        "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8192",
+    }
+    assert bare == {"HOME": "/root", **MODEL_ENV_DEFAULTS}
     chosen = {"GOMP_SPINCOUNT": "0"}  # e.g. from server.ray.runtime_env.env_vars
-    assert apply_replica_env_defaults(chosen) == {}
-    assert chosen == {"GOMP_SPINCOUNT": "0"}
+    assert apply_model_env_defaults(chosen) == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8192"}
+    assert chosen == {"GOMP_SPINCOUNT": "0", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8192"}
 
 
-def test_the_replica_module_loads_no_openmp_runtime() -> None:
-    """ModelServer applies the defaults first thing; they only work if importing it (what a
-    Serve replica does before constructing it) leaves torch and CTranslate2 unloaded."""
+@pytest.mark.parametrize(
+    "module", ["harmonyspeech.serve.deployments", "harmonyspeech.cli"], ids=["replica", "cli"]
+)
+def test_the_model_processes_load_no_openmp_runtime_on_import(module: str) -> None:
+    """ModelServer, and the CLI's batch command before it runs models in its own process,
+    apply the defaults first thing; they only work if importing them (what a Serve replica or
+    the command line does first) leaves torch and CTranslate2 unloaded."""
     probe = (
-        "import sys, harmonyspeech.serve.deployments; "
+        f"import sys, {module}; "
         "print(sorted(m for m in ('torch', 'ctranslate2') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -37,8 +44,8 @@ def test_applying_after_torch_loaded_says_it_has_no_effect(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
-    with caplog.at_level(logging.WARNING, logger="harmonyspeech.serve.deployments"):
-        apply_replica_env_defaults({})
+    with caplog.at_level(logging.WARNING, logger="harmonyspeech.models.process_env"):
+        apply_model_env_defaults({})
     assert "has no effect" in caplog.text
 
 

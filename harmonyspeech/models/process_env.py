@@ -1,0 +1,51 @@
+"""Environment a process that runs models gives itself before their runtimes load.
+
+Serve's model replicas and a batch job that runs its models in its own process apply
+:data:`MODEL_ENV_DEFAULTS` first thing, where the environment (``server.ray.runtime_env``, the
+cluster's or the shell's) does not already set a variable. OpenMP and oneDNN read these
+settings once, when they load or first run, so setting them later has no effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import MutableMapping
+
+logger = logging.getLogger(__name__)
+
+MODEL_ENV_DEFAULTS = {"GOMP_SPINCOUNT": "1000", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8192"}
+"""``GOMP_SPINCOUNT``: torch and CTranslate2 run their CPU threads on GNU OpenMP, whose idle
+threads spin 300,000 times before they sleep. Model replicas share a machine's cores, and
+while one model's threads spin between two operations the next model in the pipeline cannot
+use those cores: on 2 cores, cloned speech (MeloTTS then OpenVoice, 2 threads each) gave 2.45
+audio-s/s at the default and 3.9-4.6 with 1,000 spins (four runs), while MeloTTS alone kept its
+speed. Never spinning (``OMP_WAIT_POLICY=PASSIVE``) did as well for cloned speech but cost a
+model alone 16 % (``python -m benchmarks cloning``; a MeloTTS-plus-converter process).
+
+``ONEDNN_PRIMITIVE_CACHE_CAPACITY``: oneDNN builds each convolution's kernel for its exact
+shapes and keeps the last 1,024 by default. A bfloat16 MeloTTS decoder needs about 60 per input
+length, and the text encoder and flow more per token and frame length (lengths are bucketed,
+see ``MeloNetwork.infer``): the benchmark's 16 sentences alone needed 1,028. A server's mix of
+lengths overflowed the cache and rebuilt kernels on every sentence: on 2 AVX-512 cores, 41
+sentences of 15-295 tokens ran at 9.1-9.5x real time with a peak of 2.2 GiB at the default,
+10.5-10.6x and 1.8 GiB with 8,192; upstream's float32 loop over the benchmark's sentences went
+from 3.9-4.6x to 5.5-5.8x (``python -m benchmarks melo`` has both)."""
+
+_OPENMP_RUNTIMES = ("torch", "ctranslate2")
+"""Modules that load an OpenMP runtime (and oneDNN), which read their settings once."""
+
+
+def apply_model_env_defaults(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Set :data:`MODEL_ENV_DEFAULTS` that ``environ`` lacks; returns those it set.
+
+    Must run before torch or CTranslate2 is imported in the process (model adapters import
+    them in ``load()``); a warning says so when it runs too late.
+    """
+    applied = {k: v for k, v in MODEL_ENV_DEFAULTS.items() if k not in environ}
+    environ.update(applied)
+    loaded = [name for name in _OPENMP_RUNTIMES if name in sys.modules]
+    if applied and loaded:
+        logger.warning("%s already loaded: %s has no effect in this process", loaded, applied)
+    return applied
