@@ -2,13 +2,16 @@
 
 ``{"error": {"message", "type", "param", "code"}}`` with the status of the error class; request
 validation failures are 400 (as OpenAI answers them), unknown routes 404, and anything unexpected
-a 500 that is logged with its traceback.
+a 500 that is logged with its traceback. Engine errors of 500 and more are logged in one line;
+those of an overloaded server (503, 504) at most once per ``REPEAT_WINDOW_S`` for each kind.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,14 +24,65 @@ from harmonyspeech.api.metrics import record_error
 from harmonyspeech.api.middleware import CLIENT_CLOSED_REQUEST
 from harmonyspeech.api.streaming import StreamBrokenOff
 from harmonyspeech.errors import (
+    DeadlineExceededError,
     HarmonySpeechError,
     InternalError,
     InvalidRequestError,
     MethodNotAllowedError,
+    ModelLoadError,
     NotFoundError,
+    OverloadedError,
 )
 
 logger = logging.getLogger(__name__)
+
+
+REPEAT_WINDOW_S = 10.0
+"""Failures of an overloaded server are logged at most once per this many seconds for each
+kind (error class and code): in a burst every refused request fails alike, and a line for each
+buried the log. ``harmonyspeech_errors`` still counts every one."""
+
+LOAD_FAILURES = (OverloadedError, DeadlineExceededError, ModelLoadError)
+"""The errors that come in bursts when the server is overloaded or a model is down."""
+
+
+class RepeatsSummarised:
+    """Logs the first failure of a kind, then at most one line per window for that kind,
+    which says how many like it were not logged since the previous line.
+
+    Used from the app's event loop only (no locking).
+    """
+
+    def __init__(
+        self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ):
+        self.window_s = window_s
+        self._clock = clock
+        self._logged_at: dict[tuple[str, str], float] = {}
+        self._held_back: Counter[tuple[str, str]] = Counter()
+
+    def failed(self, error: HarmonySpeechError) -> None:
+        """Log ``error`` (a 5xx), unless one of its kind was logged within the window."""
+        kind = (type(error).__name__, error.code)
+        now = self._clock()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < self.window_s:
+            self._held_back[kind] += 1
+            return
+        self._logged_at[kind] = now
+        held_back = self._held_back.pop(kind, 0)
+        if last is None or not held_back:
+            logger.warning("request failed: %s", error.message)
+            return
+        logger.warning(
+            "request failed: %s (and %d more like it in the %.0f s before, not logged)",
+            error.message,
+            held_back,
+            now - last,
+        )
+
+
+_load_failures = RepeatsSummarised()
 
 
 def error_response(error: HarmonySpeechError) -> JSONResponse:
@@ -47,7 +101,9 @@ def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute]) -> None
 
     @app.exception_handler(HarmonySpeechError)
     async def _engine_error(_: Request, exc: HarmonySpeechError) -> JSONResponse:
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and isinstance(exc, LOAD_FAILURES):
+            _load_failures.failed(exc)
+        elif exc.status_code >= 500:
             logger.warning("request failed: %s", exc.message)
         return error_response(exc)
 
