@@ -52,7 +52,10 @@ class VoiceRef(BaseModel):
 
 class SpeechRequest(BaseModel):
     """``POST /v1/audio/speech``. Unknown fields are accepted (clients add their own through
-    ``extra_body`` / ``extra_payload``) and logged by the route, never rejected."""
+    ``extra_body`` / ``extra_payload``) and logged by the route, never rejected.
+
+    Values take JSON's types, as OpenAI checks them: ``stream`` a boolean, the numbers numbers
+    (``"speed": "1.5"``, ``"seed": true`` or ``"stream": "no"`` are 400s, not guesses)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -67,7 +70,7 @@ class SpeechRequest(BaseModel):
     instructions: str | None = Field(None, max_length=4096)
     """Accepted for compatibility; MeloTTS has no instruction conditioning."""
     stream_format: Literal["audio", "sse"] = "audio"
-    stream: bool = True
+    stream: bool = Field(True, strict=True)
     """Extension (as Kokoro-FastAPI): false buffers the whole file, so containers carry exact
     lengths and the response has a Content-Length; true sends audio as it is synthesised."""
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
@@ -92,6 +95,14 @@ class SpeechRequest(BaseModel):
             if not field.is_required() and field.default is not None
         }
         return {k: v for k, v in data.items() if not (v is None and k in defaulted)}
+
+    @field_validator("speed", "seed", "sdp_ratio", "noise_scale", "noise_scale_w", mode="before")
+    @classmethod
+    def _numbers_are_json_numbers(cls, value: Any) -> Any:
+        # Lax parsing read "1.5" as 1.5 and true as 1; an exact float stays a valid seed.
+        if isinstance(value, bool | str):
+            raise ValueError("must be a number")
+        return value
 
     @field_validator("voice", mode="before")
     @classmethod

@@ -146,6 +146,8 @@ def test_speed_changes_the_length(openai_client: openai.OpenAI) -> None:
         ({"speed": 0.1}, "speed"),
         ({"voice": "nobody"}, "voice"),
         ({"response_format": "ogg"}, "response_format"),
+        ({"speed": "1.5"}, "speed"),
+        ({"extra_body": {"stream": "no"}}, "stream"),
     ],
 )
 def test_bad_requests_are_400_in_the_envelope(
