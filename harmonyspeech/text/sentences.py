@@ -1,8 +1,9 @@
 """Sentence splitting for Latin-script languages (EN, FR, ES), as MeloTTS's ``tts_to_file``.
 
-``split_sentences_latin`` maps CJK sentence punctuation and curly quotes, deletes brackets and
-double quotes, then cuts the text with the ``txtsplit`` chunker into pieces of about 256–512
-characters, so a paragraph under 256 characters stays one piece (spec §3.6).
+``split_sentences_latin`` maps CJK sentence punctuation, then compatibility characters to their
+plain forms (NFKC), and curly quotes, deletes brackets and double quotes, then cuts the text with
+the ``txtsplit`` chunker into pieces of about 256–512 characters, so a paragraph under 256
+characters stays one piece (spec §3.6).
 
 ``txtsplit`` semantics:
 
@@ -20,12 +21,14 @@ checkpoints are unaffected): no space is inserted between a ``,``/``.`` and a di
 turned "$3.50" into "$3. 50" and "1,000" into "1, 000", which the normaliser then read as
 "three dollars. fifty" and "one, zero"); quote state follows the text exactly when a cut backs
 off. Newlines are split points in ``txtsplit`` but the whitespace collapse removes them first,
-as upstream.
+as upstream. Upstream passed full-width letters and digits, ligatures ("ﬁ") and the like on
+as they were, which the BERT tokenizer reads as unknown tokens and the lexicon cannot spell.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _FULL_STOPS = re.compile("[。！？；]")
 _DELETED = re.compile(r"[<>()\[\]\"«»]+")
@@ -64,6 +67,8 @@ def split_sentences_latin(
         Stripped, non-empty pieces in order; ``[]`` for blank text.
     """
     text = _FULL_STOPS.sub(".", text).replace("，", ",")
+    # After upstream's mapping of the CJK marks, which NFKC would map otherwise ("！" to "!").
+    text = unicodedata.normalize("NFKC", text)
     text = text.replace("“", '"').replace("”", '"').replace("‘", "'").replace("’", "'")
     text = _DELETED.sub("", text)
     return txtsplit(text, desired_length=desired_length, max_length=max_length)

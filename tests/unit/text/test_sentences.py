@@ -18,6 +18,15 @@ def test_mapping_and_deletions() -> None:
     assert split_sentences_latin("你好。真的！好吗？行；对，ok") == ["你好. 真的. 好吗. 行. 对, ok"]
 
 
+def test_compatibility_characters_become_the_plain_ones() -> None:
+    # Full-width letters, digits and brackets, a ligature, a no-break space, an ellipsis: as
+    # their ASCII forms would be ("..." gets spaces like any full stop).
+    text = "Ｈｅｌｌｏ ｗｏｒｌｄ． Ｉｔ’ｓ ﬁne\u00a0ａｔ ３ ｐｍ （ｒｅａｌｌｙ）… ok"
+    ascii_text = "Hello world. It’s fine at 3 pm (really)... ok"
+    expected = ["Hello world. It's fine at 3 pm really. . . ok"]
+    assert split_sentences_latin(text) == split_sentences_latin(ascii_text) == expected
+
+
 def test_numbers_keep_their_punctuation() -> None:
     # Upstream inserted a space after every "," and "." ("$3. 50", "1, 000").
     assert split_sentences_latin("It costs $3.50, or 1,000 yen.") == [
