@@ -10,6 +10,7 @@ its fields: ``__reduce__`` rebuilds it from its keyword state rather than from `
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 
@@ -249,3 +250,15 @@ def quoted(value: str, limit: int = 80) -> str:
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def invalid_field(problem: Mapping[str, Any], skip: Collection[str] = ()) -> InvalidRequestError:
+    """The 400 for one problem of a pydantic validation (an item of its ``errors()``): its
+    location as the parameter (without the parts in ``skip``), its message without pydantic's
+    "Value error, " prefix, and "field required" for a missing field."""
+    location = [str(part) for part in problem.get("loc", ()) if part not in skip]
+    param = ".".join(location) or None
+    message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+    if problem.get("type") == "missing":
+        message = "field required"
+    return InvalidRequestError(f"{param}: {message}" if param else message, param=param)

@@ -32,6 +32,7 @@ from harmonyspeech.errors import (
     ModelLoadError,
     NotFoundError,
     OverloadedError,
+    invalid_field,
 )
 
 logger = logging.getLogger(__name__)
@@ -152,15 +153,10 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
         return InvalidRequestError(
             "the request body must be a JSON object, sent with Content-Type: application/json"
         )
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "form")]
-    param = ".".join(loc) or None
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if first.get("type") == "missing":
-        message = "field required"
-    elif message.startswith("Expected UploadFile"):
+    if str(first.get("msg", "")).startswith("Expected UploadFile"):
         # A multipart part without a filename arrives as a text field.
-        message = "expected a file: send it as a multipart part with a filename"
-    return InvalidRequestError(f"{param}: {message}" if param else message, param=param)
+        first = {**first, "msg": "expected a file: send it as a multipart part with a filename"}
+    return invalid_field(first, skip=("body", "query", "form"))
 
 
 def allowed_methods(request: Request, routes: Sequence[BaseRoute]) -> tuple[str, ...]:

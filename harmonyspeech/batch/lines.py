@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harmonyspeech.api.protocol import SpeechRequest
-from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError
+from harmonyspeech.errors import HarmonySpeechError, InvalidRequestError, invalid_field
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Ids become file names, so they are restricted to a safe alphabet."""
@@ -92,11 +92,5 @@ def parse_line(number: int, text: str | bytes, defaults: Mapping[str, Any]) -> B
     try:
         request = SpeechRequest.model_validate({**defaults, **data})
     except ValidationError as exc:
-        return BatchLine(number, line_id, error=_validation_error(exc))
+        return BatchLine(number, line_id, error=invalid_field(exc.errors()[0]))
     return BatchLine(number, line_id, request=request)
-
-
-def _validation_error(exc: ValidationError) -> InvalidRequestError:
-    first = exc.errors()[0]
-    param = ".".join(str(part) for part in first["loc"]) or None
-    return InvalidRequestError(f"{param}: {first['msg']}" if param else first["msg"], param=param)

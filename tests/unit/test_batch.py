@@ -52,15 +52,18 @@ def test_unreadable_lines_carry_their_error() -> None:
         _line(id="ok", speed=9),
         _line(id="ends-in-a-newline\n"),
         json.dumps({"id": "no-voice", "input": "x", "model": "tts-1"}),
+        _line(id="text-speed", speed="fast"),
     )
     messages = {line.id: (line.error.message, line.error.param) for line in lines}
-    assert len(messages) == 6
+    assert len(messages) == 7
     assert messages["line-1"][0].startswith("not JSON")
     assert messages["line-2"][0] == "not a JSON object"
     assert "names the file" in messages["line-3"][0] and messages["line-3"][1] == "id"
     assert "names the file" in messages["line-5"][0]
     assert messages["ok"][1] == "speed"
-    assert messages["no-voice"][1] == "voice"
+    assert messages["no-voice"] == ("voice: field required", "voice")
+    # The same words as the HTTP API's 400 for that body.
+    assert messages["text-speed"] == ("speed: must be a number", "speed")
     assert all(line.request is None for line in lines)
 
 
