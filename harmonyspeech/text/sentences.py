@@ -1,9 +1,9 @@
 """Sentence splitting for Latin-script languages (EN, FR, ES), as MeloTTS's ``tts_to_file``.
 
-``split_sentences_latin`` maps CJK sentence punctuation, then compatibility characters to their
-plain forms (NFKC), and curly quotes, deletes brackets and double quotes, then cuts the text with
-the ``txtsplit`` chunker into pieces of about 256–512 characters, so a paragraph under 256
-characters stays one piece (spec §3.6).
+``split_sentences_latin`` maps CJK sentence punctuation, then full-width and half-width forms,
+ligatures and special spaces to their plain characters (``plain_forms``), and curly quotes,
+deletes brackets and double quotes, then cuts the text with the ``txtsplit`` chunker into pieces
+of about 256–512 characters, so a paragraph under 256 characters stays one piece (spec §3.6).
 
 ``txtsplit`` semantics:
 
@@ -27,10 +27,11 @@ as they were, which the BERT tokenizer reads as unknown tokens and the lexicon c
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
-_FULL_STOPS = re.compile("[。！？；]")
+_FULL_STOPS = re.compile("[。｡！？；]")
 _DELETED = re.compile(r"[<>()\[\]\"«»]+")
 _SPACE_AFTER_PUNCT = re.compile(r"([,.?!])(?![0-9])")
 _PUNCT_ONLY = re.compile(r"^[\s.,;:!?]*$")
@@ -66,12 +67,31 @@ def split_sentences_latin(
     Returns:
         Stripped, non-empty pieces in order; ``[]`` for blank text.
     """
-    text = _FULL_STOPS.sub(".", text).replace("，", ",")
-    # After upstream's mapping of the CJK marks, which NFKC would map otherwise ("！" to "!").
-    text = unicodedata.normalize("NFKC", text)
+    # Upstream's mapping of the CJK marks first: plain_forms would map "！" to "!".
+    text = plain_forms(_FULL_STOPS.sub(".", text).replace("，", ","))
     text = text.replace("“", '"').replace("”", '"').replace("‘", "'").replace("’", "'")
     text = _DELETED.sub("", text)
     return txtsplit(text, desired_length=desired_length, max_length=max_length)
+
+
+PLAIN_FORM_TAGS = ("<wide>", "<narrow>", "<noBreak>", "<compat>")
+"""Unicode compatibility mappings that only change a character's form: full-width and half-width
+letters, digits and punctuation, no-break and other special spaces, ligatures ("ﬁ"), "…". The
+others change what is read: superscripts ("10²" would read "one hundred two"), fractions ("1½"
+"eleven"), circled and squared forms ("①", "㎏"), "™"; they stay as they are."""
+
+
+def plain_forms(text: str) -> str:
+    """``text`` with the characters of :data:`PLAIN_FORM_TAGS` in their plain forms (NFKC for
+    those alone; each becomes at most 4 characters)."""
+    return "".join(_plain_form(char) if ord(char) > 127 else char for char in text)
+
+
+@functools.cache
+def _plain_form(char: str) -> str:
+    if unicodedata.decomposition(char).startswith(PLAIN_FORM_TAGS):
+        return unicodedata.normalize("NFKC", char)
+    return char
 
 
 def txtsplit(text: str, desired_length: int = 100, max_length: int = 200) -> list[str]:

@@ -25,6 +25,13 @@ def test_compatibility_characters_become_the_plain_ones() -> None:
     ascii_text = "Hello world. It’s fine at 3 pm (really)... ok"
     expected = ["Hello world. It's fine at 3 pm really. . . ok"]
     assert split_sentences_latin(text) == split_sentences_latin(ascii_text) == expected
+    assert split_sentences_latin("ｿｳ｡ ok") == ["ソウ. ok"]  # half-width, the full stop too
+
+
+def test_forms_that_change_the_reading_stay() -> None:
+    # Full NFKC turned "10²" into "102" and "1½" into "11⁄2": numbers then read wrongly.
+    text = "It is 10² m², 1½ cups, ① and 5 ㎏ of iPhone™."
+    assert split_sentences_latin(text) == [text]
 
 
 def test_numbers_keep_their_punctuation() -> None:
