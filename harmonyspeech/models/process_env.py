@@ -2,8 +2,9 @@
 
 Serve's model replicas and a batch job that runs its models in its own process apply
 :data:`MODEL_ENV_DEFAULTS` first thing, where the environment (``server.ray.runtime_env``, the
-cluster's or the shell's) does not already set a variable. OpenMP and oneDNN read these
-settings once, when they load or first run, so setting them later has no effect.
+cluster's or the shell's) sets neither the variable nor one that it would override
+(:data:`OVERRIDDEN_BY`). OpenMP and oneDNN read these settings once, when they load or first
+run, so setting them later has no effect.
 """
 
 from __future__ import annotations
@@ -31,19 +32,33 @@ see ``MeloNetwork.infer``): the benchmark's 16 sentences alone needed 1,028. A s
 lengths overflowed the cache and rebuilt kernels on every sentence: on 2 AVX-512 cores, 41
 sentences of 15-295 tokens ran at 9.1-9.5x real time with a peak of 2.2 GiB at the default,
 10.5-10.6x and 1.8 GiB with 8,192; upstream's float32 loop over the benchmark's sentences went
-from 3.9-4.6x to 5.5-5.8x (``python -m benchmarks melo`` has both)."""
+from 3.9-4.6x to 5.4-5.8x (``python -m benchmarks melo`` has both). Memory stays bounded:
+116 sentences of 5-695 tokens twice over peaked at 2.67 GiB at the default, 2.71 GiB with 8,192."""
+
+OVERRIDDEN_BY = {
+    "GOMP_SPINCOUNT": ("OMP_WAIT_POLICY",),
+    "ONEDNN_PRIMITIVE_CACHE_CAPACITY": ("DNNL_PRIMITIVE_CACHE_CAPACITY",),
+}
+"""Variables that choose what a default would override: GNU OpenMP ignores ``OMP_WAIT_POLICY``
+when ``GOMP_SPINCOUNT`` is set, and oneDNN reads ``ONEDNN_*`` before its older ``DNNL_*``
+names, so a default is left out where one of these is set."""
 
 _OPENMP_RUNTIMES = ("torch", "ctranslate2")
 """Modules that load an OpenMP runtime (and oneDNN), which read their settings once."""
 
 
 def apply_model_env_defaults(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Set :data:`MODEL_ENV_DEFAULTS` that ``environ`` lacks; returns those it set.
+    """Set the :data:`MODEL_ENV_DEFAULTS` whose variable ``environ`` lacks, and none of the
+    :data:`OVERRIDDEN_BY` alternatives either; returns those it set.
 
     Must run before torch or CTranslate2 is imported in the process (model adapters import
     them in ``load()``); a warning says so when it runs too late.
     """
-    applied = {k: v for k, v in MODEL_ENV_DEFAULTS.items() if k not in environ}
+    applied = {
+        name: value
+        for name, value in MODEL_ENV_DEFAULTS.items()
+        if name not in environ and not any(other in environ for other in OVERRIDDEN_BY[name])
+    }
     environ.update(applied)
     loaded = [name for name in _OPENMP_RUNTIMES if name in sys.modules]
     if applied and loaded:

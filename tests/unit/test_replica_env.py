@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +25,18 @@ def test_defaults_fill_only_what_the_environment_lacks() -> None:
     assert chosen == {"GOMP_SPINCOUNT": "0", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "8192"}
 
 
+def test_a_default_never_overrides_the_variable_it_would_silence() -> None:
+    # GNU OpenMP ignores OMP_WAIT_POLICY once GOMP_SPINCOUNT is set; oneDNN prefers ONEDNN_*
+    # to the DNNL_* names: a default there would undo what the operator chose.
+    chosen = {"OMP_WAIT_POLICY": "PASSIVE", "DNNL_PRIMITIVE_CACHE_CAPACITY": "2048"}
+    assert apply_model_env_defaults(chosen) == {}
+    assert set(chosen) == {"OMP_WAIT_POLICY", "DNNL_PRIMITIVE_CACHE_CAPACITY"}
+
+
 @pytest.mark.parametrize(
-    "module", ["harmonyspeech.serve.deployments", "harmonyspeech.cli"], ids=["replica", "cli"]
+    "module",
+    ["harmonyspeech.serve.deployments", "harmonyspeech.batch.command", "harmonyspeech.cli"],
+    ids=["replica", "batch", "cli"],
 )
 def test_the_model_processes_load_no_openmp_runtime_on_import(module: str) -> None:
     """ModelServer, and the CLI's batch command before it runs models in its own process,
@@ -70,3 +82,25 @@ logging.getLogger("harmonyspeech.api").debug("below the level")
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.splitlines() == ["serve-format harmonyspeech.engine.worker model loaded"]
+
+
+async def test_a_local_batch_job_applies_the_defaults_before_its_models_exist(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harmonyspeech.batch import command
+
+    calls: list[str] = []
+
+    class NoEngine:
+        def __init__(self, config: object) -> None:
+            calls.append("engine")
+            raise RuntimeError("stop here")
+
+    monkeypatch.setattr(command, "apply_model_env_defaults", lambda: calls.append("env"))
+    monkeypatch.setattr(command, "LocalEngine", NoEngine)
+    config = Path(__file__).resolve().parents[2] / "configs" / "test.yaml"
+    args = argparse.Namespace(address=None, config=config)
+    with pytest.raises(RuntimeError, match="stop here"):
+        async with command.open_runtime(args, []):
+            pass
+    assert calls == ["env", "engine"]

@@ -232,9 +232,9 @@ class MeloNetwork(nn.Module):
                 12.5% more) so that tensor shapes repeat across calls, for shape-keyed kernel
                 caches: oneDNN builds its convolution kernels for each input length (a new
                 length costs about a sixth of a decoder pass) and keeps the last 1024 (8192
-                in our model processes, see ``models/process_env.py``), about 20-50 MiB per
-                decoder length, so without buckets every sentence pays for new kernels on CPU;
-                cuDNN autotuning on GPUs. Results do not depend on it.
+                in our model processes, see ``models/process_env.py``; about 60 per decoder
+                length), so without buckets every sentence pays for new kernels on CPU; cuDNN
+                autotuning on GPUs. Results do not depend on it.
             decoder_window: Decode longer inputs in windows of at most this many frames (see
                 ``Generator.forward_windowed``; None: in one pass). Results do not depend on
                 it; on CPU it keeps long sentences from spilling out of the caches.
