@@ -2,16 +2,17 @@
 
 ``{"error": {"message", "type", "param", "code"}}`` with the status of the error class; request
 validation failures are 400 (as OpenAI answers them), unknown routes 404, and anything unexpected
-a 500 that is logged with its traceback. Engine errors of 500 and more are logged in one line;
-those of an overloaded server (503, 504) at most once per ``REPEAT_WINDOW_S`` for each kind.
+a 500 that is logged with its traceback. Engine errors of 500 and more are logged in one line,
+except bursts of an overloaded server's 503s and 504s (see ``RepeatsSummarised``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections import Counter
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,48 +40,62 @@ logger = logging.getLogger(__name__)
 
 
 REPEAT_WINDOW_S = 10.0
-"""Failures of an overloaded server are logged at most once per this many seconds for each
-kind (error class and code): in a burst every refused request fails alike, and a line for each
-buried the log. ``harmonyspeech_errors`` still counts every one."""
+"""In a burst of failures of one kind from an overloaded server, the first is logged and those
+in this many seconds after it are counted in one line: every refused request fails alike, and a
+line for each buried the log. ``harmonyspeech_errors`` still counts every one."""
 
 LOAD_FAILURES = (OverloadedError, DeadlineExceededError, ModelLoadError)
 """The errors that come in bursts when the server is overloaded or a model is down."""
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+Schedule = Callable[[float, Callable[[], None]], object]
+"""Runs a callback after a delay in seconds (the event loop's ``call_later``)."""
+
+
+def _call_later(delay: float, callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
+@dataclass
+class _Window:
+    first: str
+    held_back: int = 0
+
 
 class RepeatsSummarised:
-    """Logs the first failure of a kind, then at most one line per window for that kind,
-    which says how many like it were not logged since the previous line.
+    """Logs the first failure of a kind, counts those of the same kind in the window after it,
+    and logs their count when the window closes.
 
-    Used from the app's event loop only (no locking).
+    A kind is the error's class, code and message with its numbers left out (the same refusal
+    names another wait, the same model stays apart). Used from the app's event loop only.
     """
 
-    def __init__(
-        self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic
-    ):
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, schedule: Schedule = _call_later):
         self.window_s = window_s
-        self._clock = clock
-        self._logged_at: dict[tuple[str, str], float] = {}
-        self._held_back: Counter[tuple[str, str]] = Counter()
+        self._schedule = schedule
+        self._windows: dict[tuple[str, str, str], _Window] = {}
 
     def failed(self, error: HarmonySpeechError) -> None:
-        """Log ``error`` (a 5xx), unless one of its kind was logged within the window."""
-        kind = (type(error).__name__, error.code)
-        now = self._clock()
-        last = self._logged_at.get(kind)
-        if last is not None and now - last < self.window_s:
-            self._held_back[kind] += 1
+        """Log ``error`` (a 5xx), or count it if its kind's window is open."""
+        kind = (type(error).__name__, error.code or "", _NUMBER.sub("#", error.message))
+        window = self._windows.get(kind)
+        if window is not None:
+            window.held_back += 1
             return
-        self._logged_at[kind] = now
-        held_back = self._held_back.pop(kind, 0)
-        if last is None or not held_back:
-            logger.warning("request failed: %s", error.message)
-            return
-        logger.warning(
-            "request failed: %s (and %d more like it in the %.0f s before, not logged)",
-            error.message,
-            held_back,
-            now - last,
-        )
+        logger.warning("request failed: %s", error.message)
+        self._windows[kind] = _Window(error.message)
+        self._schedule(self.window_s, lambda: self._close(kind))
+
+    def _close(self, kind: tuple[str, str, str]) -> None:
+        window = self._windows.pop(kind)
+        if window.held_back:
+            logger.warning(
+                "%d more requests failed like this in the %g s after it: %s",
+                window.held_back,
+                self.window_s,
+                window.first,
+            )
 
 
 _load_failures = RepeatsSummarised()

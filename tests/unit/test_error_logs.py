@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,43 +17,58 @@ from harmonyspeech.api.errors import RepeatsSummarised, install_error_handlers
 LOGGER = "harmonyspeech.api.errors"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
+class Timers:
+    """Stands in for the event loop's ``call_later``: the test closes the windows."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.pending.append((delay, callback))
+
+    def fire(self) -> None:
+        pending, self.pending = self.pending, []
+        for _, callback in pending:
+            callback()
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == LOGGER]
 
 
-def test_a_burst_of_one_kind_logs_a_line_per_window_with_the_count_held_back(
+def test_a_burst_logs_its_first_failure_then_the_count_when_the_window_closes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = FakeClock()
-    summary = RepeatsSummarised(window_s=10.0, clock=clock)
+    timers = Timers()
+    summary = RepeatsSummarised(window_s=10.0, schedule=timers)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        for second in range(25):  # one refusal a second, then a second kind once
-            clock.now = float(second)
-            summary.failed(errors.OverloadedError(f"queue full at {second} s"))
-        summary.failed(errors.DeadlineExceededError("too slow"))
+        for wait in range(5):  # the same refusal, naming another wait each time
+            summary.failed(errors.OverloadedError(f"the queue holds about {wait} s of work"))
+        assert [delay for delay, _ in timers.pending] == [10.0]
+        timers.fire()
+        summary.failed(errors.OverloadedError("the queue holds about 9 s of work"))
+        timers.fire()  # a window with nothing held back adds no line
     assert _lines(caplog) == [
-        "request failed: queue full at 0 s",
-        "request failed: queue full at 10 s (and 9 more like it in the 10 s before, not logged)",
-        "request failed: queue full at 20 s (and 9 more like it in the 10 s before, not logged)",
-        "request failed: too slow",
+        "request failed: the queue holds about 0 s of work",
+        "4 more requests failed like this in the 10 s after it: the queue holds about 0 s of work",
+        "request failed: the queue holds about 9 s of work",
     ]
 
 
-def test_kinds_differ_by_code_too(caplog: pytest.LogCaptureFixture) -> None:
-    summary = RepeatsSummarised(clock=FakeClock())
+def test_kinds_differ_by_class_code_and_words(caplog: pytest.LogCaptureFixture) -> None:
+    summary = RepeatsSummarised(schedule=Timers())
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        summary.failed(errors.OverloadedError("late", code="deadline_unreachable"))
+        summary.failed(errors.OverloadedError("full", code="shutting_down"))
         summary.failed(errors.OverloadedError("full"))
-        summary.failed(errors.OverloadedError("full again"))
-    assert _lines(caplog) == ["request failed: late", "request failed: full"]
+        summary.failed(errors.DeadlineExceededError("model 'a': deadline passed"))
+        summary.failed(errors.DeadlineExceededError("model 'b': deadline passed"))
+        summary.failed(errors.DeadlineExceededError("model 'b': deadline passed"))
+    assert _lines(caplog) == [
+        "request failed: full",
+        "request failed: full",
+        "request failed: model 'a': deadline passed",
+        "request failed: model 'b': deadline passed",
+    ]
 
 
 def _failing_app() -> FastAPI:
@@ -73,17 +90,19 @@ def _failing_app() -> FastAPI:
 async def test_the_app_summarises_refusals_but_logs_every_stage_failure(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api_errors, "_load_failures", RepeatsSummarised())
+    monkeypatch.setattr(api_errors, "_load_failures", RepeatsSummarised(window_s=0.2))
     transport = httpx.ASGITransport(app=_failing_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         with caplog.at_level(logging.WARNING, logger=LOGGER):
             statuses = [(await client.get(f"/{name}")).status_code for name in ["busy"] * 5]
             statuses += [(await client.get("/limited")).status_code]
             statuses += [(await client.get("/broken")).status_code for _ in range(2)]
+            await asyncio.sleep(0.3)  # the event loop closes the window
     # Every client still gets its answer; only the log is spared.
     assert statuses == [503] * 5 + [429] + [500] * 2
-    assert (
-        _lines(caplog)
-        == ["request failed: queue full"]
-        + ["request failed: stage 'synthesize' failed: model crashed"] * 2
-    )
+    assert _lines(caplog) == [
+        "request failed: queue full",
+        "request failed: stage 'synthesize' failed: model crashed",
+        "request failed: stage 'synthesize' failed: model crashed",
+        "4 more requests failed like this in the 0.2 s after it: queue full",
+    ]
