@@ -66,7 +66,7 @@ from harmonyspeech.models.melo.checkpoint import (
     read_state_dict,
 )
 from harmonyspeech.models.melo.network import PerItemNoise
-from harmonyspeech.models.process_env import MODEL_ENV_DEFAULTS
+from harmonyspeech.models.process_env import MODEL_ENV_DEFAULTS, OVERRIDDEN_BY
 
 TOKENS_FULL = tuple(range(21, 122, 20)) + tuple(range(27, 122, 10))
 TOKENS_QUICK = (21, 61, 101, 41)
@@ -154,18 +154,39 @@ def upstream_runner(checkpoint: Path, *, autograd: bool, device: str = "cpu") ->
     return synthesize
 
 
+PLAIN_PROCESS_TIMEOUT_S = 1800
+
+
 def plain_process_row(checkpoint: Path, quick: bool) -> dict | None:
     """Upstream's ``no_grad`` loop measured in a fresh process without ``MODEL_ENV_DEFAULTS``
-    (None without the upstream cache): what running MeloTTS as it is gives."""
-    environ = {k: v for k, v in os.environ.items() if k not in MODEL_ENV_DEFAULTS}
+    (nor the variables they stand in for): what running MeloTTS as it is gives. None without
+    the upstream cache, or when that process fails (its errors go to this one's stderr)."""
+    ours = set(MODEL_ENV_DEFAULTS) | {
+        other for others in OVERRIDDEN_BY.values() for other in others
+    }
+    environ = {k: v for k, v in os.environ.items() if k not in ours}
     probe = (
         "import json, sys; from benchmarks.bench_melo_network import plain_upstream; "
         "print(json.dumps(plain_upstream(sys.argv[1], sys.argv[2] == 'quick')))"
     )
     argv = [sys.executable, "-c", probe, str(checkpoint), "quick" if quick else "full"]
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(argv, env=environ, cwd=root, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
+    try:
+        done = subprocess.run(
+            argv,
+            env=environ,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+            timeout=PLAIN_PROCESS_TIMEOUT_S,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        print(f"  upstream in a plain process: no row ({exc})", flush=True)
+        return None
+    row = json.loads(done.stdout.splitlines()[-1])
+    print(f"  {row['variant']}, batch 1: {row['x_realtime']:.3g}x real time", flush=True)
+    return row
 
 
 def plain_upstream(checkpoint: str, quick: bool) -> dict | None:
