@@ -54,7 +54,7 @@ class SpeechRequest(BaseModel):
     """``POST /v1/audio/speech``. Unknown fields are accepted (clients add their own through
     ``extra_body`` / ``extra_payload``) and logged by the route, never rejected.
 
-    Values take JSON's types, as OpenAI checks them: ``stream`` a boolean, the numbers numbers
+    Values take JSON's types, as OpenAI checks them: ``stream`` a boolean, numeric fields numbers
     (``"speed": "1.5"``, ``"seed": true`` or ``"stream": "no"`` are 400s, not guesses)."""
 
     model_config = ConfigDict(extra="allow")

@@ -87,7 +87,7 @@ def plain_forms(text: str) -> str:
     return "".join(_plain_form(char) if ord(char) > 127 else char for char in text)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def _plain_form(char: str) -> str:
     if unicodedata.decomposition(char).startswith(PLAIN_FORM_TAGS):
         return unicodedata.normalize("NFKC", char)
