@@ -168,7 +168,7 @@ def validation_to_error(exc: RequestValidationError) -> InvalidRequestError:
         return InvalidRequestError(
             "the request body must be a JSON object, sent with Content-Type: application/json"
         )
-    if str(first.get("msg", "")).startswith("Expected UploadFile"):
+    if str(first.get("msg", "")).removeprefix("Value error, ").startswith("Expected UploadFile"):
         # A multipart part without a filename arrives as a text field.
         first = {**first, "msg": "expected a file: send it as a multipart part with a filename"}
     return invalid_field(first, skip=("body", "query", "form"))
