@@ -8,15 +8,17 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from harmonyspeech.api.routes import speech as speech_route
 from harmonyspeech.api.streaming import StreamBrokenOff
 from harmonyspeech.config import load_config
 from harmonyspeech.pipelines.runtime import LocalEngine
 from harmonyspeech.serve.deployments import StreamsBrokenOffLoggedOnce
 from tests.conftest import TinyWeights, served_config_data
-from tests.helpers import asgi_client, wait_until
+from tests.helpers import asgi_client
 
 # Eight pieces of about 300 characters (pieces are cut at about 256).
 TEXT = " ".join(f"Part {i} {'goes on ' * 35}to its end." for i in range(8))
@@ -43,11 +45,25 @@ def _wrapped(exc: BaseException) -> BaseException:
         return wrapper
 
 
-def _stop_after_its_first_batch(engine: LocalEngine, name: str) -> threading.Thread:
-    worker = engine.workers[name]
+def _stop_once_the_stream_starts(
+    engine: LocalEngine, name: str, monkeypatch: pytest.MonkeyPatch
+) -> threading.Thread:
+    """Stops the model once the speech route has its first sentence (its 200 goes out then).
+
+    Stopping it after its first batch instead raced with the pipeline: under load, the next
+    sentence's failure could come before the first one was out, which is an error response."""
+    worker, began, started = engine.workers[name], threading.Event(), speech_route.started
+
+    async def started_then_signal(items: Any) -> Any:
+        out = await started(items)
+        began.set()
+        return out
+
+    monkeypatch.setattr(speech_route, "started", started_then_signal)
 
     def stop() -> None:
-        wait_until(lambda: worker.stats.items > 0, timeout=60, what="a first batch", every=0.005)
+        if not began.wait(60):
+            raise TimeoutError("the stream never started")
         worker.stop()
 
     watcher = threading.Thread(target=stop, daemon=True)
@@ -56,12 +72,12 @@ def _stop_after_its_first_batch(engine: LocalEngine, name: str) -> threading.Thr
 
 
 async def test_a_stream_whose_model_stops_breaks_off_and_is_logged_once(
-    engine: LocalEngine, caplog: pytest.LogCaptureFixture
+    engine: LocalEngine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # At a quarter speed each piece is over the synthesizer's batch budget, so it runs alone: the
     # synthesizer goes away with most of them still to come.
     body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "speed": 0.25, "stream": True}
-    watcher = _stop_after_its_first_batch(engine, "melo-en")
+    watcher = _stop_once_the_stream_starts(engine, "melo-en", monkeypatch)
     async with asgi_client(engine.runtime) as http:
         # Raised, not answered: its 200 and first sentences were out (an error before them is
         # an error response).
