@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -49,13 +49,6 @@ LOAD_FAILURES = (OverloadedError, DeadlineExceededError, ModelLoadError)
 
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
-Schedule = Callable[[float, Callable[[], None]], object]
-"""Runs a callback after a delay in seconds (the event loop's ``call_later``)."""
-
-
-def _call_later(delay: float, callback: Callable[[], None]) -> object:
-    return asyncio.get_running_loop().call_later(delay, callback)
-
 
 @dataclass
 class _Window:
@@ -71,9 +64,8 @@ class RepeatsSummarised:
     names another wait, the same model stays apart). Used from the app's event loop only.
     """
 
-    def __init__(self, window_s: float = REPEAT_WINDOW_S, schedule: Schedule = _call_later):
+    def __init__(self, window_s: float = REPEAT_WINDOW_S):
         self.window_s = window_s
-        self._schedule = schedule
         self._windows: dict[tuple[str, str, str], _Window] = {}
 
     def failed(self, error: HarmonySpeechError) -> None:
@@ -85,7 +77,7 @@ class RepeatsSummarised:
             return
         logger.warning("request failed: %s", error.message)
         self._windows[kind] = _Window(error.message)
-        self._schedule(self.window_s, lambda: self._close(kind))
+        asyncio.get_running_loop().call_later(self.window_s, self._close, kind)
 
     def _close(self, kind: tuple[str, str, str]) -> None:
         window = self._windows.pop(kind)
@@ -117,10 +109,12 @@ def install_error_handlers(app: FastAPI, *, routes: Sequence[BaseRoute]) -> None
 
     @app.exception_handler(HarmonySpeechError)
     async def _engine_error(_: Request, exc: HarmonySpeechError) -> JSONResponse:
-        if exc.status_code >= 500 and isinstance(exc, LOAD_FAILURES):
-            _load_failures.failed(exc)
-        elif exc.status_code >= 500:
-            logger.warning("request failed: %s", exc.message)
+        if exc.status_code >= 500:
+            # A 429 is an OverloadedError too, and not logged.
+            if isinstance(exc, LOAD_FAILURES):
+                _load_failures.failed(exc)
+            else:
+                logger.warning("request failed: %s", exc.message)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
