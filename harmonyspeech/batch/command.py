@@ -15,7 +15,6 @@ from typing import Any
 from harmonyspeech.batch.job import BatchOptions, BatchSummary, run_batch
 from harmonyspeech.batch.lines import BatchLine, read_lines
 from harmonyspeech.errors import ConfigError, HarmonySpeechError, ModelLoadError, UsageError
-from harmonyspeech.models.process_env import apply_model_env_defaults
 from harmonyspeech.pipelines.runtime import EngineRuntime, LocalEngine
 from harmonyspeech.pipelines.spec import load_checked_config
 
@@ -159,9 +158,7 @@ async def open_runtime(
         raise ConfigError(
             [("--config", "required when no harmonyspeech Serve app is running to attach to")]
         )
-    config = load_checked_config(str(args.config))
-    apply_model_env_defaults()  # as a Serve model replica does, before any model loads
-    engine = LocalEngine(config)
+    engine = LocalEngine(load_checked_config(str(args.config)))
     await asyncio.to_thread(engine.start, timeout=args.ready_timeout_s)
     try:
         # A model that failed to load here never recovers: stop now rather than fail every line.

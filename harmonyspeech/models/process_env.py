@@ -1,10 +1,10 @@
 """Environment a process that runs models gives itself before their runtimes load.
 
-Serve's model replicas and a batch job that runs its models in its own process apply
-:data:`MODEL_ENV_DEFAULTS` first thing, where the environment (``server.ray.runtime_env``, the
-cluster's or the shell's) sets neither the variable nor one that it would override
-(:data:`OVERRIDDEN_BY`). OpenMP and oneDNN read these settings once, when they load or first
-run, so setting them later has no effect.
+Serve's model replicas and ``LocalEngine`` (a batch job that runs its models in its own
+process) apply :data:`MODEL_ENV_DEFAULTS` first thing, where the environment
+(``server.ray.runtime_env``, the cluster's or the shell's) sets neither the variable nor one
+that it would override (:data:`OVERRIDDEN_BY`). OpenMP and oneDNN read these settings once,
+when they load or first run, so setting them later has no effect.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ lengths overflowed the cache and rebuilt kernels on every sentence: on 2 AVX-512
 sentences of 15-295 tokens ran at 9.1-9.5x real time with a peak of 2.2 GiB at the default,
 10.5-10.6x and 1.8 GiB with 8,192; upstream's float32 loop over the benchmark's sentences went
 from 3.9-4.6x to 5.4-5.8x (``python -m benchmarks melo`` has both). Memory stays bounded:
-116 sentences of 5-695 tokens twice over peaked at 2.67 GiB at the default, 2.71 GiB with 8,192."""
+116 sentences of 5-695 tokens twice over peaked at 2.67 GiB at the default, 2.71 GiB with 8,192
+(measured with the upsampling run as ordinary convolutions, a variant since dropped)."""
 
 OVERRIDDEN_BY = {
     "GOMP_SPINCOUNT": ("OMP_WAIT_POLICY",),

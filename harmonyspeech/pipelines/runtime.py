@@ -15,6 +15,7 @@ from harmonyspeech.engine.client import LocalModelClient, ModelClient
 from harmonyspeech.engine.items import Priority
 from harmonyspeech.engine.worker import ModelWorker
 from harmonyspeech.models.melotts import speaker_of
+from harmonyspeech.models.process_env import apply_model_env_defaults
 from harmonyspeech.models.registry import create_adapter
 from harmonyspeech.models.types import SynthesisRequest
 from harmonyspeech.pipelines.cloning import use_cloned_voice
@@ -134,6 +135,8 @@ class LocalEngine:
     """
 
     def __init__(self, config: EngineConfig):
+        # As a Serve model replica does, before any of this process's models loads.
+        apply_model_env_defaults()
         self.config = config
         self.workers = {
             m.name: ModelWorker(create_adapter(m), m.batching, name=m.name) for m in config.models

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,23 +84,26 @@ logging.getLogger("harmonyspeech.api").debug("below the level")
     assert result.stdout.splitlines() == ["serve-format harmonyspeech.engine.worker model loaded"]
 
 
-async def test_a_local_batch_job_applies_the_defaults_before_its_models_exist(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from harmonyspeech.batch import command
-
-    calls: list[str] = []
-
-    class NoEngine:
-        def __init__(self, config: object) -> None:
-            calls.append("engine")
-            raise RuntimeError("stop here")
-
-    monkeypatch.setattr(command, "apply_model_env_defaults", lambda: calls.append("env"))
-    monkeypatch.setattr(command, "LocalEngine", NoEngine)
+def test_an_in_process_engine_applies_the_defaults_before_its_models_load() -> None:
+    """LocalEngine (what a batch job runs its models on without a Serve app) gives its process
+    the defaults when it is built, while torch is not loaded yet: a fresh process, as the CLI's
+    ``batch run`` is."""
     config = Path(__file__).resolve().parents[2] / "configs" / "test.yaml"
-    args = argparse.Namespace(address=None, config=config)
-    with pytest.raises(RuntimeError, match="stop here"):
-        async with command.open_runtime(args, []):
-            pass
-    assert calls == ["env", "engine"]
+    probe = f"""
+import os, sys
+from harmonyspeech.pipelines.runtime import LocalEngine
+from harmonyspeech.pipelines.spec import load_checked_config
+LocalEngine(load_checked_config({str(config)!r}))
+print(sorted(m for m in ('torch', 'ctranslate2') if m in sys.modules))
+print(os.environ.get("GOMP_SPINCOUNT"), os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"))
+"""
+    environ = {k: v for k, v in os.environ.items() if k not in MODEL_ENV_DEFAULTS}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=environ,
+    )
+    assert result.stdout.splitlines() == ["[]", "1000 8192"]
