@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,11 +17,29 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+TEST_PORTS = range(20000, 32768)
+"""Where servers started by tests listen: above Ray's worker ports (10002-19999) and below the
+kernel's ephemeral ports (32768 up), where Ray's other processes bind. A port the kernel hands
+out (bind to port 0) could be taken by a Ray process between the test choosing it and the
+server binding it, which failed a serve test once with "Failed to bind"."""
+
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port in :data:`TEST_PORTS` that is free now and not handed out before in this process."""
+    for _ in range(1000):
+        port = random.choice(TEST_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {TEST_PORTS}")
 
 
 def wait_until(
